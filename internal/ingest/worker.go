@@ -1,0 +1,313 @@
+// Package ingest is the worker: it reads cost events from the shared durable
+// JetStream consumer, stores them in ClickHouse one batch insert per flush,
+// and acks a message only once it is durably stored (or dead-lettered).
+//
+// Exactly once in effect. JetStream delivers at least once; the worker makes
+// each event count once:
+//   - a publisher retry with the same Nats-Msg-Id inside the stream's
+//     duplicate window (nats.duplicate_window) is dropped by JetStream itself;
+//   - a message delivered for the first time (NumDelivered == 1) cannot have
+//     been stored by anyone, so the hot path inserts it with no look-up;
+//   - a redelivered message (its worker died or stalled between insert and
+//     ack, or an ack was lost), and every message of a batch whose insert
+//     failed and is retried (the failed insert may have landed), is first
+//     looked up by event_id in cost_events within the ts span of the batch,
+//     and only the ones not found are inserted;
+//   - the same event_id twice in one batch is stored once.
+//
+// Limits: two messages with one event_id published further apart than the
+// duplicate window, both delivered for the first time in different batches,
+// are both stored (the publisher broke the one-id-per-call rule twice). A
+// worker that stalls longer than ingest.ack_wait in the middle of an insert
+// could race the redelivery of its own batch; the worker extends its
+// messages' ack deadline with InProgress while it retries, so only a frozen
+// process (not a slow ClickHouse) can do that.
+package ingest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/spendgate/spendgate/internal/events"
+	"github.com/spendgate/spendgate/internal/olap"
+)
+
+// item is one message of a batch and what became of its payload.
+type item struct {
+	msg       jetstream.Msg
+	seq       uint64
+	delivered uint64
+	ev        events.Event
+	err       *events.DecodeError
+}
+
+// Options tunes a Worker.
+type Options struct {
+	BatchSize     int
+	FlushInterval time.Duration
+	AckWait       time.Duration
+	RetryMin      time.Duration
+	RetryMax      time.Duration
+	ShutdownGrace time.Duration
+	Now           func() time.Time
+	// AfterInsert, if set, runs after each successful insert and before the
+	// acks: the fault hook crash tests use to kill a worker at the worst time.
+	AfterInsert func(n int)
+	// AfterFlush, if set, runs after each batch is acked (the gate evaluator
+	// hooks here to re-evaluate at once).
+	AfterFlush func()
+}
+
+// Worker moves events from one consumer into ClickHouse.
+type Worker struct {
+	opts    Options
+	cons    jetstream.Consumer
+	js      jetstream.JetStream
+	store   olap.Writer
+	metrics *Metrics
+	log     *slog.Logger
+	inserts int
+}
+
+// NewWorker builds a worker on an existing consumer.
+func NewWorker(cons jetstream.Consumer, js jetstream.JetStream, store olap.Writer, m *Metrics, log *slog.Logger, o Options) *Worker {
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	return &Worker{opts: o, cons: cons, js: js, store: store, metrics: m, log: log.With("component", "ingest")}
+}
+
+// Run reads until ctx ends, then stops fetching, stores and acks what it
+// holds (bounded by ShutdownGrace) and returns nil. Messages it could not
+// store stay unacked and are redelivered to a worker later: nothing is lost.
+func (w *Worker) Run(ctx context.Context) error {
+	it, err := w.cons.Messages(jetstream.PullMaxMessages(2 * w.opts.BatchSize))
+	if err != nil {
+		return fmt.Errorf("consume: %w", err)
+	}
+	// Flushes run in their own goroutine so the next batch is read and
+	// decoded while the previous one is inserted; the channel holds one batch.
+	batches := make(chan []item, 1)
+	flushCtx, cancelFlush := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelFlush()
+	flushed := make(chan struct{})
+	go func() {
+		defer close(flushed)
+		for b := range batches {
+			w.flush(flushCtx, b)
+		}
+	}()
+
+	// On shutdown: drain the iterator (what is buffered is still handed
+	// out), flush it, and give up storing after ShutdownGrace.
+	go func() {
+		<-ctx.Done()
+		it.Drain()
+		if w.opts.ShutdownGrace > 0 {
+			time.AfterFunc(w.opts.ShutdownGrace, cancelFlush)
+		}
+	}()
+
+	// Next waits on ctx while nothing is held, and on the flush window (which
+	// shutdown does not cut short) once a batch has begun.
+	cur := make([]item, 0, w.opts.BatchSize)
+	wait, cancelWindow := ctx, context.CancelFunc(func() {})
+read:
+	for {
+		msg, err := it.Next(jetstream.NextContext(wait))
+		switch {
+		case err == nil:
+			if len(cur) == 0 {
+				wait, cancelWindow = context.WithTimeout(context.WithoutCancel(ctx), w.opts.FlushInterval)
+			}
+			cur = append(cur, w.decode(msg))
+			if len(cur) < w.opts.BatchSize {
+				continue
+			}
+		case errors.Is(err, jetstream.ErrMsgIteratorClosed):
+			break read
+		case errors.Is(err, context.DeadlineExceeded): // the flush window is over
+		case errors.Is(err, context.Canceled): // shutdown, nothing held: read what Drain hands out
+			wait = context.WithoutCancel(ctx)
+			continue
+		default:
+			w.log.Warn("consume", "err", err)
+			continue
+		}
+		cancelWindow()
+		if len(cur) > 0 {
+			batches <- cur
+			cur = make([]item, 0, w.opts.BatchSize)
+		}
+		wait = ctx
+		if ctx.Err() != nil {
+			wait = context.WithoutCancel(ctx)
+		}
+	}
+	cancelWindow()
+	if len(cur) > 0 {
+		batches <- cur
+	}
+	close(batches)
+	<-flushed
+	return nil
+}
+
+func (w *Worker) decode(msg jetstream.Msg) item {
+	it := item{msg: msg}
+	if md, err := msg.Metadata(); err == nil {
+		it.seq, it.delivered = md.Sequence.Stream, md.NumDelivered
+	}
+	ev, info, err := events.Decode(msg.Data())
+	if err != nil {
+		var de *events.DecodeError
+		if !errors.As(err, &de) {
+			de = &events.DecodeError{Reason: events.ReasonMalformedJSON, Msg: err.Error()}
+		}
+		it.err = de
+		return it
+	}
+	if info.UnknownFields > 0 {
+		w.metrics.UnknownFields.Add(float64(info.UnknownFields))
+	}
+	it.ev = ev
+	return it
+}
+
+// flush stores one batch and acks it. It retries until stored or ctx ends;
+// on give-up nothing is acked.
+func (w *Worker) flush(ctx context.Context, b []item) {
+	start := time.Now()
+	var dead []*nats.Msg
+	rows := make([]olap.Row, 0, len(b))
+	suspect := false // any message that may already be stored?
+	seen := make(map[string]struct{}, len(b))
+	dups := 0
+	for i := range b {
+		it := &b[i]
+		if it.err != nil {
+			dead = append(dead, events.DeadLetter(it.msg, it.seq, it.err))
+			continue
+		}
+		if _, ok := seen[it.ev.EventID]; ok {
+			dups++
+			continue
+		}
+		seen[it.ev.EventID] = struct{}{}
+		if it.delivered > 1 {
+			suspect = true
+		}
+		rows = append(rows, olap.Row{Event: it.ev, StreamSeq: it.seq})
+	}
+
+	backoff := w.opts.RetryMin
+	lastProgress := time.Now()
+	for attempt := 1; ; attempt++ {
+		stored, d, err := w.store1(ctx, dead, rows, suspect || attempt > 1)
+		if err == nil {
+			dead, rows = nil, stored
+			dups += d
+			break
+		}
+		w.metrics.InsertErrors.Inc()
+		if ctx.Err() != nil {
+			w.log.Error("giving up on a batch at shutdown; it stays unacked and will be redelivered",
+				"events", len(b), "err", err)
+			return
+		}
+		w.log.Warn("storing batch failed; retrying", "attempt", attempt, "events", len(b), "backoff", backoff, "err", err)
+		if time.Since(lastProgress) > w.opts.AckWait/3 {
+			for i := range b {
+				_ = b[i].msg.InProgress()
+			}
+			lastProgress = time.Now()
+		}
+		select {
+		case <-time.After(backoff + rand.N(backoff/4+1)):
+		case <-ctx.Done():
+		}
+		backoff = min(2*backoff, w.opts.RetryMax)
+	}
+
+	if w.opts.AfterInsert != nil {
+		w.inserts++
+		w.opts.AfterInsert(w.inserts)
+	}
+	for i := range b {
+		_ = b[i].msg.Ack()
+	}
+	now := w.opts.Now()
+	rejected := 0
+	for i := range b {
+		if e := b[i].err; e != nil {
+			rejected++
+			w.metrics.DeadLetters.WithLabelValues(string(e.Reason)).Inc()
+			w.log.Warn("dead-lettered event", "reason", e.Reason, "err", e.Error(), "subject", b[i].msg.Subject(), "seq", b[i].seq)
+		}
+	}
+	for i := range rows {
+		w.metrics.DelaySeconds.Observe(now.Sub(rows[i].Event.TS).Seconds())
+	}
+	w.metrics.Events.WithLabelValues(ResultInserted).Add(float64(len(rows)))
+	w.metrics.Events.WithLabelValues(ResultDuplicate).Add(float64(dups))
+	w.metrics.Events.WithLabelValues(ResultRejected).Add(float64(rejected))
+	w.metrics.BatchEvents.Observe(float64(len(b)))
+	w.metrics.FlushSeconds.Observe(time.Since(start).Seconds())
+	if len(rows) > 0 {
+		w.metrics.LastInsert.SetToCurrentTime()
+	}
+	if w.opts.AfterFlush != nil {
+		w.opts.AfterFlush()
+	}
+}
+
+// store1 is one attempt: dead letters first (so a rejected event is kept
+// before anything is acked), then the duplicate check if needed, then the
+// insert. It returns the rows it inserted and how many it found stored.
+func (w *Worker) store1(ctx context.Context, dead []*nats.Msg, rows []olap.Row, check bool) ([]olap.Row, int, error) {
+	if len(dead) > 0 {
+		dctx, cancel := context.WithTimeout(ctx, w.opts.AckWait/2)
+		err := events.PublishDeadLetters(dctx, w.js, dead)
+		cancel()
+		if err != nil {
+			return nil, 0, fmt.Errorf("dead letters: %w", err)
+		}
+	}
+	dups := 0
+	if check && len(rows) > 0 {
+		ids := make([]string, len(rows))
+		from, to := rows[0].Event.TS, rows[0].Event.TS
+		for i, r := range rows {
+			ids[i] = r.Event.EventID
+			if r.Event.TS.Before(from) {
+				from = r.Event.TS
+			}
+			if r.Event.TS.After(to) {
+				to = r.Event.TS
+			}
+		}
+		stored, err := w.store.StoredEventIDs(ctx, ids, from, to)
+		if err != nil {
+			return nil, 0, err
+		}
+		if len(stored) > 0 {
+			keep := make([]olap.Row, 0, len(rows)-len(stored))
+			for _, r := range rows {
+				if _, ok := stored[r.Event.EventID]; !ok {
+					keep = append(keep, r)
+				}
+			}
+			dups, rows = len(rows)-len(keep), keep
+		}
+	}
+	if err := w.store.InsertEvents(ctx, rows); err != nil {
+		return nil, 0, err
+	}
+	return rows, dups, nil
+}
