@@ -257,27 +257,34 @@ func (d *decoder) colon() error {
 	return nil
 }
 
+// Kinds of value, as kind sees them.
+const (
+	kindOther byte = iota
+	kindString
+	kindNumber
+	kindObject
+)
+
 // kind of the value at pos, without consuming it.
 func (d *decoder) kind() byte {
 	if d.pos >= len(d.data) {
-		return 0
+		return kindOther
 	}
 	switch c := d.data[d.pos]; {
 	case c == '"':
-		return 's'
+		return kindString
 	case c == '-' || (c >= '0' && c <= '9'):
-		return 'n'
+		return kindNumber
 	case c == '{':
-		return 'o'
-	default:
-		return c
+		return kindObject
 	}
+	return kindOther
 }
 
 func (d *decoder) field(ev *Event, bit uint, key string) error {
 	switch bit {
 	case fEventID, fTS, fService, fOperation, fUnit:
-		if d.kind() != 's' {
+		if d.kind() != kindString {
 			d.fail(typeError(bit, key, "must be a string"))
 			return d.skipValue()
 		}
@@ -289,7 +296,7 @@ func (d *decoder) field(ev *Event, bit uint, key string) error {
 		return nil
 	case fCost:
 		switch d.kind() {
-		case 's':
+		case kindString:
 			s, err := d.str()
 			if err != nil {
 				return err
@@ -300,7 +307,7 @@ func (d *decoder) field(ev *Event, bit uint, key string) error {
 			}
 			ev.CostUSD = decimal.RequireFromString(s)
 			return nil
-		case 'n':
+		case kindNumber:
 			num, err := d.number()
 			if err != nil {
 				return err
@@ -317,7 +324,7 @@ func (d *decoder) field(ev *Event, bit uint, key string) error {
 			return d.skipValue()
 		}
 	case fUnits:
-		if d.kind() != 'n' {
+		if d.kind() != kindNumber {
 			d.fail(&DecodeError{Reason: ReasonInvalidUnits, Field: key, Msg: "must be a non-negative integer"})
 			return d.skipValue()
 		}
@@ -333,7 +340,7 @@ func (d *decoder) field(ev *Event, bit uint, key string) error {
 		ev.Units = u
 		return nil
 	case fAttributes:
-		if d.kind() != 'o' {
+		if d.kind() != kindObject {
 			d.fail(&DecodeError{Reason: ReasonInvalidAttributes, Field: key, Msg: "must be an object of strings"})
 			return d.skipValue()
 		}
@@ -418,7 +425,7 @@ func (d *decoder) attributes(ev *Event) error {
 			return err
 		}
 		var v string
-		if d.kind() == 's' {
+		if d.kind() == kindString {
 			if v, err = d.str(); err != nil {
 				return err
 			}

@@ -91,7 +91,7 @@ func (c *Client) StoredEventIDs(ctx context.Context, ids []string, from, to time
 		return found, nil
 	}
 	rows, err := c.conn.Query(ctx, c.sql(`SELECT DISTINCT event_id FROM {database}.cost_events
-		WHERE ts >= toDateTime(?) AND ts <= toDateTime(?) AND event_id IN (?)`),
+		WHERE ts >= toDateTime(?) AND ts <= toDateTime(?) AND has(?, event_id)`),
 		from.Unix(), to.Unix(), ids)
 	if err != nil {
 		return nil, fmt.Errorf("look up stored event ids: %w", c.wrap(err))
