@@ -5,11 +5,11 @@ import (
 	"os"
 	"time"
 
-	"github.com/spf13/cobra"
 	"github.com/spendgate/spendgate/internal/cli"
 	"github.com/spendgate/spendgate/internal/events"
 	"github.com/spendgate/spendgate/internal/ingest"
 	"github.com/spendgate/spendgate/internal/loadgen"
+	"github.com/spf13/cobra"
 )
 
 // addCommonFlags adds --config and the flags bound to configuration keys.

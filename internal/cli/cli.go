@@ -12,8 +12,8 @@ import (
 	"os/signal"
 	"syscall"
 
-	"github.com/spf13/cobra"
 	"github.com/spendgate/spendgate/internal/config"
+	"github.com/spf13/cobra"
 )
 
 // Exit codes of every spendgate command.

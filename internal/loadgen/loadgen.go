@@ -19,9 +19,9 @@ import (
 // call is one kind of paid API call with its price per unit in nano-dollars.
 type call struct {
 	service, operation, unit string
-	minUnits, maxUnits      uint64
-	nanosPerUnit            int64
-	model                   string
+	minUnits, maxUnits       uint64
+	nanosPerUnit             int64
+	model                    string
 }
 
 var calls = []call{
@@ -151,7 +151,6 @@ type pendingAck struct {
 	f    jetstream.PubAckFuture
 	cost decimal.Decimal
 }
-
 
 // Msg is the NATS message a publisher sends for ev: JSON on
 // costs.events.<service> with Nats-Msg-Id = event_id.
