@@ -5,6 +5,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/spendgate/spendgate/internal/bench"
 	"github.com/spendgate/spendgate/internal/cli"
 	"github.com/spendgate/spendgate/internal/events"
 	"github.com/spendgate/spendgate/internal/ingest"
@@ -53,7 +54,7 @@ With nats.url empty it starts an embedded JetStream server on nats.listen.`,
 	f.String("metrics-listen", "", "address of /metrics, /healthz, /readyz (metrics.listen, default 127.0.0.1:9464)")
 	f.Int("ingest-batch-size", 0, "events per ClickHouse insert at most (ingest.batch_size)")
 	f.Duration("ingest-flush-interval", 0, "longest wait before a partial batch is inserted (ingest.flush_interval)")
-	root.AddCommand(publishCmd())
+	root.AddCommand(publishCmd(), benchCmd())
 	return root
 }
 
@@ -96,5 +97,39 @@ func publishCmd() *cobra.Command {
 	c.Flags().Float64Var(&rate, "rate", 0, "events per second (0: as fast as acked)")
 	c.Flags().Uint64Var(&seed, "seed", 1, "random seed: the same seed gives the same costs")
 	c.Flags().StringVar(&prefix, "id-prefix", "", "event_id prefix (default synth-<nanotime>-)")
+	return c
+}
+
+func benchCmd() *cobra.Command {
+	var o bench.Options
+	c := &cobra.Command{
+		Use:   "bench",
+		Short: "Measure: broker limit vs ingest end to end into ClickHouse, and ingest's peak RSS",
+		Long: `bench starts its own JetStream server, pre-fills --events cost events, then
+measures (a) a bare pull consumer that only acks (the broker's limit) and (b)
+this ingest binary end to end into a fresh ClickHouse database, and prints both
+rates, their ratio and ingest's peak RSS. Run it alone on the machine.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if o.Events <= 0 {
+				return cli.Usagef("--events must be > 0")
+			}
+			cfg, err := cli.LoadConfig(cmd)
+			if err != nil {
+				return err
+			}
+			if o.Binary, err = os.Executable(); err != nil {
+				return err
+			}
+			o.ClickHouse, o.Out = cfg.ClickHouse, cmd.OutOrStdout()
+			_, err = bench.Run(cmd.Context(), o)
+			return err
+		},
+	}
+	addCommonFlags(c)
+	c.Flags().IntVar(&o.Events, "events", 1_000_000, "events to pre-fill and consume")
+	c.Flags().IntVar(&o.BatchSize, "batch-size", 0, "ingest.batch_size for the run (default: the configured one)")
+	c.Flags().DurationVar(&o.Timeout, "timeout", 5*time.Minute, "limit for each phase")
+	c.Flags().BoolVar(&o.Keep, "keep", false, "keep the bench's ClickHouse database")
 	return c
 }
