@@ -9,9 +9,13 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"reflect"
+	"strconv"
 	"strings"
 	"time"
 
+	"github.com/go-viper/mapstructure/v2"
+	"github.com/shopspring/decimal"
 	"github.com/spf13/pflag"
 	"github.com/spf13/viper"
 )
@@ -27,6 +31,50 @@ type Config struct {
 	Ingest     Ingest     `mapstructure:"ingest"`
 	Metrics    Metrics    `mapstructure:"metrics"`
 	Log        Log        `mapstructure:"log"`
+	Budgets    Budgets    `mapstructure:"budgets"`
+	Gate       Gate       `mapstructure:"gate"`
+}
+
+// Budgets are the limits the scaling gate enforces. Money and ratios are
+// exact decimals: a YAML number is read from its shortest decimal form.
+type Budgets struct {
+	Timezone         string          `mapstructure:"timezone"`
+	DailyUSD         decimal.Decimal `mapstructure:"daily_usd"`
+	MonthlyUSD       decimal.Decimal `mapstructure:"monthly_usd"`
+	AlertThreshold   decimal.Decimal `mapstructure:"alert_threshold"`   // warn at this fraction of a budget
+	GateThreshold    decimal.Decimal `mapstructure:"gate_threshold"`    // activate the gate at this fraction
+	ReleaseThreshold decimal.Decimal `mapstructure:"release_threshold"` // deactivate only below this fraction
+	// Window is "calendar" (today and this month in Timezone) or "sliding"
+	// (the last 24 hours and the last 30 days).
+	Window string         `mapstructure:"window"`
+	Scoped []ScopedBudget `mapstructure:"scoped"`
+}
+
+// ScopedBudget is a budget for one service and/or operation.
+type ScopedBudget struct {
+	Name      string          `mapstructure:"name"`
+	Service   string          `mapstructure:"service"`   // empty: any
+	Operation string          `mapstructure:"operation"` // empty: any
+	Period    string          `mapstructure:"period"`    // day | week | month | 24h | 30d
+	LimitUSD  decimal.Decimal `mapstructure:"limit_usd"`
+}
+
+// Gate tunes the scaling gate.
+type Gate struct {
+	// CriticalOperations are allowed while the gate is active: service →
+	// operations, "*" for all of a service's operations.
+	CriticalOperations map[string][]string `mapstructure:"critical_operations"`
+	// EvalInterval is how often the gate is evaluated besides after each flush.
+	EvalInterval time.Duration `mapstructure:"eval_interval"`
+}
+
+// Location loads Timezone.
+func (b Budgets) Location() (*time.Location, error) {
+	loc, err := time.LoadLocation(b.Timezone)
+	if err != nil {
+		return nil, fmt.Errorf("%w: budgets.timezone %q: %w", ErrInvalid, b.Timezone, err)
+	}
+	return loc, nil
 }
 
 // TLS is client TLS material; all empty means no TLS.
@@ -124,6 +172,16 @@ var Defaults = map[string]any{
 	"metrics.listen":                      "127.0.0.1:9464",
 	"log.level":                           "info",
 	"log.format":                          "text",
+	"budgets.timezone":                    "UTC",
+	"budgets.daily_usd":                   "50",
+	"budgets.monthly_usd":                 "1000",
+	"budgets.alert_threshold":             "0.8",
+	"budgets.gate_threshold":              "0.9",
+	"budgets.release_threshold":           "0.85",
+	"budgets.window":                      "calendar",
+	"budgets.scoped":                      []any{},
+	"gate.critical_operations":            map[string]any{},
+	"gate.eval_interval":                  "1s",
 }
 
 // New returns a viper instance with defaults and environment variables set up.
@@ -154,7 +212,9 @@ func Load(v *viper.Viper, file string) (Config, error) {
 		}
 	}
 	var c Config
-	if err := v.UnmarshalExact(&c); err != nil {
+	hook := viper.DecodeHook(mapstructure.ComposeDecodeHookFunc(
+		mapstructure.StringToTimeDurationHookFunc(), mapstructure.StringToSliceHookFunc(","), decimalHook))
+	if err := v.UnmarshalExact(&c, hook); err != nil {
 		return Config{}, fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
 	return c, c.Validate()
@@ -193,6 +253,30 @@ func (c Config) Validate() error {
 	check(c.NATS.DuplicateWindow > 0, "nats.duplicate_window must be > 0")
 	check(c.NATS.Replicas >= 1 && c.NATS.Replicas <= 5, "nats.replicas must be 1 to 5")
 	check(c.NATS.URL != "" || c.NATS.Listen != "", "nats.listen is needed when nats.url is empty")
+	one := decimal.NewFromInt(1)
+	b := c.Budgets
+	if _, err := b.Location(); err != nil {
+		errs = append(errs, err)
+	}
+	check(b.DailyUSD.IsPositive() && b.MonthlyUSD.IsPositive(), "budgets.daily_usd and monthly_usd must be > 0")
+	check(b.AlertThreshold.IsPositive() && b.AlertThreshold.LessThanOrEqual(one), "budgets.alert_threshold must be in (0, 1], is %s", b.AlertThreshold)
+	check(b.GateThreshold.IsPositive(), "budgets.gate_threshold must be > 0, is %s", b.GateThreshold)
+	check(b.ReleaseThreshold.IsPositive() && b.ReleaseThreshold.LessThan(b.GateThreshold),
+		"budgets.release_threshold (%s) must be > 0 and below gate_threshold (%s)", b.ReleaseThreshold, b.GateThreshold)
+	check(b.Window == "calendar" || b.Window == "sliding", "budgets.window %q must be calendar or sliding", b.Window)
+	names := map[string]bool{"daily": true, "monthly": true}
+	for i, sb := range b.Scoped {
+		check(sb.Name != "" && !names[sb.Name], "budgets.scoped[%d]: name %q must be set and unique (daily and monthly are taken)", i, sb.Name)
+		names[sb.Name] = true
+		check(sb.Service != "" || sb.Operation != "", "budgets.scoped[%d] %q: set service and/or operation", i, sb.Name)
+		switch sb.Period {
+		case "day", "week", "month", "24h", "30d":
+		default:
+			check(false, "budgets.scoped[%d] %q: period %q must be day, week, month, 24h or 30d", i, sb.Name, sb.Period)
+		}
+		check(sb.LimitUSD.IsPositive(), "budgets.scoped[%d] %q: limit_usd must be > 0", i, sb.Name)
+	}
+	check(c.Gate.EvalInterval >= 50*time.Millisecond, "gate.eval_interval must be >= 50ms, is %s", c.Gate.EvalInterval)
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":
 	default:
@@ -234,4 +318,35 @@ func (t TLS) Config() (*tls.Config, error) {
 		c.Certificates = []tls.Certificate{cert}
 	}
 	return c, nil
+}
+
+var decimalType = reflect.TypeOf(decimal.Decimal{})
+
+// decimalHook reads money and ratios exactly: strings as written, YAML
+// numbers from their shortest decimal form (0.1 is 0.1, not 0.1000000000000000055…).
+func decimalHook(from, to reflect.Type, data any) (any, error) {
+	if to != decimalType {
+		return data, nil
+	}
+	switch v := data.(type) {
+	case string:
+		d, err := decimal.NewFromString(strings.TrimSpace(v))
+		if err != nil {
+			return nil, fmt.Errorf("%q is not a decimal number", v)
+		}
+		return d, nil
+	case float64:
+		return decimal.RequireFromString(strconv.FormatFloat(v, 'f', -1, 64)), nil
+	case float32:
+		return decimal.RequireFromString(strconv.FormatFloat(float64(v), 'f', -1, 32)), nil
+	case int:
+		return decimal.NewFromInt(int64(v)), nil
+	case int64:
+		return decimal.NewFromInt(v), nil
+	case uint64:
+		return decimal.RequireFromString(strconv.FormatUint(v, 10)), nil
+	case decimal.Decimal:
+		return v, nil
+	}
+	return nil, fmt.Errorf("%v (%T) is not a decimal number", data, data)
 }

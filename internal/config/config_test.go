@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"reflect"
 	"testing"
 	"time"
 
@@ -20,7 +21,7 @@ func TestExampleFileIsTheDefaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if def != ex {
+	if !reflect.DeepEqual(def, ex) {
 		t.Fatalf("spendgate.example.yaml differs from the defaults:\n file %+v\n code %+v", ex, def)
 	}
 }
@@ -61,5 +62,44 @@ func TestValidate(t *testing.T) {
 	c.Log.Level = "loud"
 	if err := c.Validate(); !errors.Is(err, config.ErrInvalid) {
 		t.Fatalf("Validate = %v, want ErrInvalid", err)
+	}
+}
+
+func TestMoneyIsExact(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "spendgate.yaml")
+	yaml := `budgets:
+  timezone: Asia/Kolkata
+  daily_usd: 0.1
+  monthly_usd: "1234.123456789"
+  scoped:
+    - {name: openai-daily, service: openai, period: day, limit_usd: 20.3}
+gate:
+  critical_operations:
+    sendgrid: [send_email]
+    aws: ["*"]
+`
+	if err := os.WriteFile(file, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c, err := config.Load(config.New(), file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := c.Budgets.DailyUSD.String(); got != "0.1" {
+		t.Fatalf("daily_usd = %s, want exactly 0.1", got)
+	}
+	if got := c.Budgets.MonthlyUSD.String(); got != "1234.123456789" {
+		t.Fatalf("monthly_usd = %s", got)
+	}
+	if len(c.Budgets.Scoped) != 1 || c.Budgets.Scoped[0].LimitUSD.String() != "20.3" || c.Budgets.Scoped[0].Service != "openai" {
+		t.Fatalf("scoped = %+v", c.Budgets.Scoped)
+	}
+	if got := c.Gate.CriticalOperations["aws"]; len(got) != 1 || got[0] != "*" {
+		t.Fatalf("critical_operations = %v", c.Gate.CriticalOperations)
+	}
+	t.Setenv("SPENDGATE_BUDGETS_DAILY_USD", "12.005")
+	c, err = config.Load(config.New(), file)
+	if err != nil || c.Budgets.DailyUSD.String() != "12.005" {
+		t.Fatalf("env daily_usd = %v, %v", c.Budgets.DailyUSD, err)
 	}
 }

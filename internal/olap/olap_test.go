@@ -105,7 +105,7 @@ func TestSpendByPeriodInZones(t *testing.T) {
 	}
 	ny, _ := time.LoadLocation("America/New_York")
 	kol, _ := time.LoadLocation("Asia/Kolkata")
-	at := func(s string) time.Time { t, _ := time.Parse(time.RFC3339, s); return t }
+	at := func(s string) time.Time { t, _ := time.Parse(time.RFC3339Nano, s); return t }
 	for _, tc := range []struct {
 		name string
 		kind period.Kind
@@ -164,9 +164,29 @@ func TestSpendByPeriodInZones(t *testing.T) {
 	if _, err := c.ByService(ctx, r, olap.Filter{Service: "x' OR 1=1 --"}); err != nil {
 		t.Fatalf("quoted filter: %v", err)
 	}
-	_, err = c.Total(ctx, period.Range{Start: at("2026-05-20T00:07:00Z"), End: at("2026-05-21T00:00:00Z")}, olap.Filter{})
-	if err == nil {
-		t.Fatal("unaligned range: want an error")
+	// Sliding windows do not fall on bucket boundaries: whole buckets come
+	// from the rollup, the partial ends from the raw table, exactly.
+	for _, w := range [][2]string{
+		{"2026-05-19T18:29:59Z", "2026-05-20T18:30:00Z"},   // one second into a bucket at each end
+		{"2026-05-19T18:30:01Z", "2026-05-20T18:29:59Z"},   // drops the first and last events
+		{"2026-03-08T04:59:59Z", "2026-03-08T05:00:00.5Z"}, // shorter than a bucket, sub-second end
+		{"2026-03-08T04:50:00Z", "2026-05-20T18:35:00Z"},
+	} {
+		r := period.Range{Start: at(w[0]), End: at(w[1])}
+		got, err := c.Total(ctx, r, olap.Filter{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		raw, err := c.RawTotal(ctx, period.Range{Start: r.Start, End: r.End.Add(time.Second - 1).Truncate(time.Second)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !got.CostUSD.Equal(raw.CostUSD) || got.Events != raw.Events {
+			t.Errorf("Total(%s) = %s/%d, raw %s/%d", r, got.CostUSD, got.Events, raw.CostUSD, raw.Events)
+		}
+	}
+	if got, _ := c.Total(ctx, period.Range{Start: at("2026-05-19T18:30:01Z"), End: at("2026-05-20T18:29:59Z")}, olap.Filter{}); !got.CostUSD.Equal(decimal.NewFromInt(0)) {
+		t.Errorf("window without its end events = %s, want 0", got.CostUSD)
 	}
 }
 
