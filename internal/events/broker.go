@@ -167,10 +167,12 @@ func StreamConfigs(cfg config.NATS) []jetstream.StreamConfig {
 			Discard:     jetstream.DiscardOld,
 		}
 	}
+	gate := mk(StreamGate, GatePrefix+">", "spendgate gate-state events and alerts: the gate's history, kept")
+	gate.MaxAge = 0 // a few events a day: the whole history is kept
 	return []jetstream.StreamConfig{
 		mk(StreamEvents, SubjectPrefix+">", "spendgate cost events, one per paid API call"),
 		mk(StreamDLQ, DLQPrefix+">", "spendgate cost events rejected by ingest, with the reason in headers"),
-		mk(StreamGate, GatePrefix+">", "spendgate gate-state events and alerts"),
+		gate,
 	}
 }
 

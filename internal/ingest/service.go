@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/spendgate/spendgate/internal/config"
 	"github.com/spendgate/spendgate/internal/events"
+	"github.com/spendgate/spendgate/internal/gate"
 	"github.com/spendgate/spendgate/internal/olap"
 )
 
@@ -39,6 +40,8 @@ type Service struct {
 	Metrics  *Metrics
 	cons     jetstream.Consumer
 	worker   *Worker
+	Gate     *gate.Evaluator
+	GateDB   *gate.Store
 	http     *http.Server
 	ln       net.Listener
 }
@@ -81,9 +84,20 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Service, er
 		return nil, err
 	}
 	s.Metrics = NewMetrics(s.Registry)
+	policy, err := gate.NewPolicy(cfg)
+	if err != nil {
+		return nil, err
+	}
+	s.GateDB, err = gate.OpenStore(ctx, s.Broker.JS, cfg.NATS.Replicas)
+	if err != nil {
+		return nil, fmt.Errorf("nats at %s: %w", s.Broker.URL(), err)
+	}
+	s.Gate = gate.NewEvaluator(policy, s.CH, s.GateDB, gate.NewMetrics(s.Registry), log,
+		gate.EvaluatorOptions{Interval: cfg.Gate.EvalInterval})
 	opts := Options{
 		BatchSize: cfg.Ingest.BatchSize, FlushInterval: cfg.Ingest.FlushInterval, AckWait: cfg.Ingest.AckWait,
 		RetryMin: cfg.Ingest.RetryMin, RetryMax: cfg.Ingest.RetryMax, ShutdownGrace: cfg.Ingest.ShutdownGrace,
+		AfterFlush: s.Gate.Trigger,
 	}
 	if n, err := strconv.Atoi(os.Getenv(FaultPauseEnv)); err == nil && n > 0 {
 		opts.AfterInsert = func(i int) {
@@ -140,10 +154,14 @@ func (s *Service) Run(ctx context.Context) error {
 	}()
 	wctx, stopWorker := context.WithCancel(ctx)
 	defer stopWorker()
-	wg.Add(1)
+	wg.Add(2)
 	go func() {
 		defer wg.Done()
 		s.pollConsumer(wctx)
+	}()
+	go func() {
+		defer wg.Done()
+		_ = s.Gate.Run(wctx)
 	}()
 	s.log.Info("ingest running", "nats", s.Broker.URL(), "clickhouse", s.CH.Addr(), "database", s.CH.Database(),
 		"metrics", "http://"+s.MetricsAddr()+"/metrics", "consumer", s.cfg.Ingest.Consumer)
@@ -160,6 +178,10 @@ func (s *Service) Run(ctx context.Context) error {
 	}
 	stopWorker()
 	wg.Wait()
+	// Acks are fire-and-forget: make sure the server has the last ones.
+	if ferr := s.Broker.NC.FlushTimeout(2 * time.Second); ferr != nil {
+		s.log.Warn("flushing the last acks", "err", ferr)
+	}
 	sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	_ = s.http.Shutdown(sctx)
