@@ -28,8 +28,8 @@ import (
 
 // Options of a bench run.
 type Options struct {
-	Events     int           // events to pre-fill
-	Binary     string        // the ingest binary to run (normally this executable)
+	Events     int    // events to pre-fill
+	Binary     string // the ingest binary to run (normally this executable)
 	ClickHouse config.ClickHouse
 	BatchSize  int           // ingest.batch_size for the run (0: default)
 	Timeout    time.Duration // for each phase

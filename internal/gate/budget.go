@@ -20,12 +20,12 @@ import (
 
 // Budget periods: calendar ones in the budgets' time zone, and sliding windows.
 const (
-	PeriodDay    = "day"
-	PeriodWeek   = "week"
-	PeriodMonth  = "month"
-	Period24h    = "24h"
-	Period30d    = "30d"
-	BudgetDaily  = "daily"
+	PeriodDay     = "day"
+	PeriodWeek    = "week"
+	PeriodMonth   = "month"
+	Period24h     = "24h"
+	Period30d     = "30d"
+	BudgetDaily   = "daily"
 	BudgetMonthly = "monthly"
 )
 
