@@ -180,10 +180,19 @@ func runIngest(ctx context.Context, o Options, natsURL, db string, batch int, di
 	if err := cmd.Start(); err != nil {
 		return 0, 0, err
 	}
-	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
+	exited := make(chan error, 1)
+	defer func() {
+		select { // give it the shutdown it would get from a supervisor
+		case <-exited:
+		case <-time.After(15 * time.Second):
+			_ = cmd.Process.Kill()
+			<-exited
+		}
+	}()
 	running := make(chan struct{})
 	var tail []string
 	go func() {
+		defer func() { exited <- cmd.Wait() }()
 		sc := bufio.NewScanner(stderr)
 		once := false
 		for sc.Scan() {

@@ -113,6 +113,7 @@ type ClickHouse struct {
 // Ingest tunes the worker.
 type Ingest struct {
 	BatchSize     int           `mapstructure:"batch_size"`
+	Inserters     int           `mapstructure:"inserters"` // batches inserted at once
 	FlushInterval time.Duration `mapstructure:"flush_interval"`
 	Consumer      string        `mapstructure:"consumer"` // durable name shared by all workers
 	AckWait       time.Duration `mapstructure:"ack_wait"`
@@ -162,6 +163,7 @@ var Defaults = map[string]any{
 	"clickhouse.tls.server_name":          "",
 	"clickhouse.tls.insecure_skip_verify": false,
 	"ingest.batch_size":                   5000,
+	"ingest.inserters":                    2,
 	"ingest.flush_interval":               "250ms",
 	"ingest.consumer":                     "spendgate-ingest",
 	"ingest.ack_wait":                     "30s",
@@ -245,6 +247,7 @@ func (c Config) Validate() error {
 		}
 	}
 	check(c.Ingest.BatchSize > 0, "ingest.batch_size must be > 0, is %d", c.Ingest.BatchSize)
+	check(c.Ingest.Inserters >= 1 && c.Ingest.Inserters <= 16, "ingest.inserters must be 1 to 16, is %d", c.Ingest.Inserters)
 	check(c.Ingest.FlushInterval > 0, "ingest.flush_interval must be > 0, is %s", c.Ingest.FlushInterval)
 	check(c.Ingest.AckWait >= time.Second, "ingest.ack_wait must be >= 1s, is %s", c.Ingest.AckWait)
 	check(c.Ingest.MaxAckPending >= c.Ingest.BatchSize, "ingest.max_ack_pending (%d) must be >= ingest.batch_size (%d)", c.Ingest.MaxAckPending, c.Ingest.BatchSize)

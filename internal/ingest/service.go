@@ -97,7 +97,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Service, er
 	opts := Options{
 		BatchSize: cfg.Ingest.BatchSize, FlushInterval: cfg.Ingest.FlushInterval, AckWait: cfg.Ingest.AckWait,
 		RetryMin: cfg.Ingest.RetryMin, RetryMax: cfg.Ingest.RetryMax, ShutdownGrace: cfg.Ingest.ShutdownGrace,
-		AfterFlush: s.Gate.Trigger,
+		AfterFlush: s.Gate.Trigger, Inserters: cfg.Ingest.Inserters,
 	}
 	if n, err := strconv.Atoi(os.Getenv(FaultPauseEnv)); err == nil && n > 0 {
 		opts.AfterInsert = func(i int) {

@@ -30,6 +30,10 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -38,14 +42,23 @@ import (
 	"github.com/spendgate/spendgate/internal/olap"
 )
 
-// item is one message of a batch and what became of its payload.
+// item is one message of a batch and what became of its payload. A valid
+// message keeps only its ack subject, so the payload is freed once decoded;
+// a rejected one keeps the message for its dead letter.
 type item struct {
-	msg       jetstream.Msg
+	reply     string
 	seq       uint64
 	delivered uint64
 	ev        events.Event
 	err       *events.DecodeError
+	msg       jetstream.Msg // rejected messages only
 }
+
+// Acknowledgement bodies of the JetStream protocol.
+var (
+	ackBody        = []byte("+ACK")
+	inProgressBody = []byte("+WPI")
+)
 
 // Options tunes a Worker.
 type Options struct {
@@ -55,7 +68,11 @@ type Options struct {
 	RetryMin      time.Duration
 	RetryMax      time.Duration
 	ShutdownGrace time.Duration
-	Now           func() time.Time
+	// Inserters is how many batches may be inserted at once (default 1).
+	// ClickHouse spends a fixed time on every insert (a new part per
+	// table); two in flight hide it while the next batch is read.
+	Inserters int
+	Now       func() time.Time
 	// AfterInsert, if set, runs after each successful insert and before the
 	// acks: the fault hook crash tests use to kill a worker at the worst time.
 	AfterInsert func(n int)
@@ -69,10 +86,11 @@ type Worker struct {
 	opts    Options
 	cons    jetstream.Consumer
 	js      jetstream.JetStream
+	nc      *nats.Conn
 	store   olap.Writer
 	metrics *Metrics
 	log     *slog.Logger
-	inserts int
+	inserts atomic.Int64
 }
 
 // NewWorker builds a worker on an existing consumer.
@@ -80,7 +98,7 @@ func NewWorker(cons jetstream.Consumer, js jetstream.JetStream, store olap.Write
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	return &Worker{opts: o, cons: cons, js: js, store: store, metrics: m, log: log.With("component", "ingest")}
+	return &Worker{opts: o, cons: cons, js: js, nc: js.Conn(), store: store, metrics: m, log: log.With("component", "ingest")}
 }
 
 // Run reads until ctx ends, then stops fetching, stores and acks what it
@@ -96,13 +114,16 @@ func (w *Worker) Run(ctx context.Context) error {
 	batches := make(chan []item, 1)
 	flushCtx, cancelFlush := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelFlush()
-	flushed := make(chan struct{})
-	go func() {
-		defer close(flushed)
-		for b := range batches {
-			w.flush(flushCtx, b)
-		}
-	}()
+	var flushers sync.WaitGroup
+	for range max(1, w.opts.Inserters) {
+		flushers.Add(1)
+		go func() {
+			defer flushers.Done()
+			for b := range batches {
+				w.flush(flushCtx, b)
+			}
+		}()
+	}
 
 	// On shutdown: drain the iterator (what is buffered is still handed
 	// out), flush it, and give up storing after ShutdownGrace.
@@ -155,17 +176,21 @@ read:
 		batches <- cur
 	}
 	close(batches)
-	<-flushed
+	flushers.Wait()
 	return nil
 }
 
 func (w *Worker) decode(msg jetstream.Msg) item {
-	it := item{msg: msg}
-	if md, err := msg.Metadata(); err == nil {
-		it.seq, it.delivered = md.Sequence.Stream, md.NumDelivered
+	it := item{reply: msg.Reply()}
+	var ok bool
+	if it.delivered, it.seq, ok = parseAckSubject(it.reply); !ok {
+		if md, err := msg.Metadata(); err == nil {
+			it.seq, it.delivered = md.Sequence.Stream, md.NumDelivered
+		}
 	}
 	ev, info, err := events.Decode(msg.Data())
 	if err != nil {
+		it.msg = msg
 		var de *events.DecodeError
 		if !errors.As(err, &de) {
 			de = &events.DecodeError{Reason: events.ReasonMalformedJSON, Msg: err.Error()}
@@ -224,7 +249,7 @@ func (w *Worker) flush(ctx context.Context, b []item) {
 		w.log.Warn("storing batch failed; retrying", "attempt", attempt, "events", len(b), "backoff", backoff, "err", err)
 		if time.Since(lastProgress) > w.opts.AckWait/3 {
 			for i := range b {
-				_ = b[i].msg.InProgress()
+				_ = w.nc.Publish(b[i].reply, inProgressBody)
 			}
 			lastProgress = time.Now()
 		}
@@ -236,11 +261,10 @@ func (w *Worker) flush(ctx context.Context, b []item) {
 	}
 
 	if w.opts.AfterInsert != nil {
-		w.inserts++
-		w.opts.AfterInsert(w.inserts)
+		w.opts.AfterInsert(int(w.inserts.Add(1)))
 	}
 	for i := range b {
-		_ = b[i].msg.Ack()
+		_ = w.nc.Publish(b[i].reply, ackBody)
 	}
 	now := w.opts.Now()
 	rejected := 0
@@ -310,4 +334,34 @@ func (w *Worker) store1(ctx context.Context, dead []*nats.Msg, rows []olap.Row, 
 		return nil, 0, err
 	}
 	return rows, dups, nil
+}
+
+// parseAckSubject reads the delivery count and stream sequence from a
+// JetStream ack subject without allocating:
+// $JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<cseq>.<ts>.<pending> or,
+// with domain and account, $JS.ACK.<domain>.<acchash>.<stream>.<consumer>.<delivered>.<sseq>.<cseq>.<ts>.<pending>[.<token>].
+func parseAckSubject(s string) (delivered, seq uint64, ok bool) {
+	var tok [12]string
+	n := 0
+	for n < len(tok) {
+		i := strings.IndexByte(s, '.')
+		if i < 0 {
+			tok[n] = s
+			n++
+			break
+		}
+		tok[n], s = s[:i], s[i+1:]
+		n++
+	}
+	if n < 9 || tok[0] != "$JS" || tok[1] != "ACK" {
+		return 0, 0, false
+	}
+	first := 4 // delivered
+	if n >= 11 {
+		first = 6
+	}
+	var err1, err2 error
+	delivered, err1 = strconv.ParseUint(tok[first], 10, 64)
+	seq, err2 = strconv.ParseUint(tok[first+1], 10, 64)
+	return delivered, seq, err1 == nil && err2 == nil
 }
