@@ -213,7 +213,7 @@ func TestHysteresis(t *testing.T) {
 	e.spend("2026-05-20T01:00:00Z", "openai", "chat_completion", "6") // 86
 	e.spend("2026-05-20T02:00:00Z", "openai", "chat_completion", "5") // 91
 	e.spend("2026-05-20T03:00:00Z", "openai", "chat_completion", "2") // 93
-	e.clock.Set("2026-05-20T01:30:00Z")                                // 86%: inactive
+	e.clock.Set("2026-05-20T01:30:00Z")                               // 86%: inactive
 	e.eval(ev)
 	e.clock.Set("2026-05-20T02:30:00Z") // 91%: active
 	e.eval(ev)
