@@ -130,6 +130,8 @@ rates, their ratio and ingest's peak RSS. Run it alone on the machine.`,
 	c.Flags().IntVar(&o.Events, "events", 1_000_000, "events to pre-fill and consume")
 	c.Flags().IntVar(&o.BatchSize, "batch-size", 0, "ingest.batch_size for the run (default: the configured one)")
 	c.Flags().DurationVar(&o.Timeout, "timeout", 5*time.Minute, "limit for each phase")
-	c.Flags().BoolVar(&o.Keep, "keep", false, "keep the bench's ClickHouse database")
+	c.Flags().BoolVar(&o.Keep, "keep", false, "keep the bench's ClickHouse databases")
+	c.Flags().IntVar(&o.GateCrossings, "gate-crossings", 20, "threshold crossings to time the gate's reaction over (0 skips)")
+	c.Flags().IntVar(&o.GateLoad, "gate-load", 5000, "background events/s while timing the gate")
 	return c
 }

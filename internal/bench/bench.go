@@ -35,6 +35,10 @@ type Options struct {
 	Timeout    time.Duration // for each phase
 	Keep       bool          // keep the bench database
 	Out        io.Writer
+	// GateCrossings is how many threshold crossings to time (0 skips), under
+	// a background load of GateLoad events/s.
+	GateCrossings int
+	GateLoad      int
 }
 
 // Report is what a run measured.
@@ -46,6 +50,7 @@ type Report struct {
 	Ratio        float64 // IngestRate / RawRate
 	PeakRSSBytes int64   // ingest's VmHWM
 	Total        string  // exact sum published = stored
+	Gate         GateReport
 }
 
 // Run runs the bench.
@@ -117,6 +122,14 @@ func Run(ctx context.Context, o Options) (Report, error) {
 	fmt.Fprintf(o.Out, "(b) ingest into ClickHouse %s: %d in %s: %.0f events/s, stored total_usd %s (exact)\n",
 		o.ClickHouse.Addr, o.Events, elapsed.Round(time.Millisecond), rep.IngestRate, stored.CostUSD.StringFixed(9))
 	fmt.Fprintf(o.Out, "ratio (b)/(a): %.2f\ningest peak RSS: %.1f MiB\n", rep.Ratio, float64(rss)/(1<<20))
+	if o.GateCrossings > 0 {
+		fmt.Fprintf(o.Out, "gate reaction: %d crossings under %d events/s of background load…\n", o.GateCrossings, o.GateLoad)
+		if rep.Gate, err = runGate(ctx, o, b, dir); err != nil {
+			return rep, fmt.Errorf("gate: %w", err)
+		}
+		fmt.Fprintf(o.Out, "gate reaction (publish of the crossing event to the transition on %s): p50 %s, p99 %s, max %s\n",
+			"costs.gate.scaling", rep.Gate.P50.Round(time.Millisecond), rep.Gate.P99.Round(time.Millisecond), rep.Gate.Max.Round(time.Millisecond))
+	}
 	return rep, nil
 }
 
@@ -160,39 +173,36 @@ func rawConsume(ctx context.Context, js jetstream.JetStream, n, batch, maxAckPen
 	}
 }
 
-// runIngest runs the ingest binary until its consumer has acked all n events,
-// timed from its "ingest running" line; it returns that time and the peak RSS.
-func runIngest(ctx context.Context, o Options, natsURL, db string, batch int, dir string) (time.Duration, int64, error) {
+// child is a running ingest process.
+type child struct {
+	cmd    *exec.Cmd
+	exited chan error
+}
+
+// startIngest starts the ingest binary on natsURL and database db and waits
+// for its "ingest running" line.
+func startIngest(ctx context.Context, o Options, natsURL, db, dir string, args ...string) (*child, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		return 0, 0, err
+		return nil, err
 	}
 	metrics := ln.Addr().String()
 	ln.Close()
-	cmd := exec.CommandContext(ctx, o.Binary, "--nats-url", natsURL, "--clickhouse-addr", o.ClickHouse.Addr,
-		"--clickhouse-database", db, "--metrics-listen", metrics, "--data-dir", filepath.Join(dir, "ingest"),
-		"--ingest-batch-size", strconv.Itoa(batch))
+	cmd := exec.CommandContext(ctx, o.Binary, append([]string{"--nats-url", natsURL, "--clickhouse-addr", o.ClickHouse.Addr,
+		"--clickhouse-database", db, "--metrics-listen", metrics, "--data-dir", filepath.Join(dir, "ingest")}, args...)...)
 	cmd.Env = append(os.Environ(), "SPENDGATE_CLICKHOUSE_USER="+o.ClickHouse.User, "SPENDGATE_CLICKHOUSE_PASSWORD="+o.ClickHouse.Password)
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
-		return 0, 0, err
+		return nil, err
 	}
 	if err := cmd.Start(); err != nil {
-		return 0, 0, err
+		return nil, err
 	}
-	exited := make(chan error, 1)
-	defer func() {
-		select { // give it the shutdown it would get from a supervisor
-		case <-exited:
-		case <-time.After(15 * time.Second):
-			_ = cmd.Process.Kill()
-			<-exited
-		}
-	}()
+	c := &child{cmd: cmd, exited: make(chan error, 1)}
 	running := make(chan struct{})
 	var tail []string
 	go func() {
-		defer func() { exited <- cmd.Wait() }()
+		defer func() { c.exited <- cmd.Wait() }()
 		sc := bufio.NewScanner(stderr)
 		once := false
 		for sc.Scan() {
@@ -207,9 +217,32 @@ func runIngest(ctx context.Context, o Options, natsURL, db string, batch int, di
 	}()
 	select {
 	case <-running:
+		return c, nil
 	case <-time.After(60 * time.Second):
-		return 0, 0, fmt.Errorf("not running after 60s: %s", strings.Join(tail, "\n"))
+		c.stop()
+		return nil, fmt.Errorf("not running after 60s: %s", strings.Join(tail, "\n"))
 	}
+}
+
+// stop sends SIGINT and waits for a clean exit, killing it after 15s.
+func (c *child) stop() {
+	_ = c.cmd.Process.Signal(os.Interrupt)
+	select {
+	case <-c.exited:
+	case <-time.After(15 * time.Second):
+		_ = c.cmd.Process.Kill()
+		<-c.exited
+	}
+}
+
+// runIngest runs the ingest binary until its consumer has acked all events,
+// timed from its "ingest running" line; it returns that time and the peak RSS.
+func runIngest(ctx context.Context, o Options, natsURL, db string, batch int, dir string) (time.Duration, int64, error) {
+	c, err := startIngest(ctx, o, natsURL, db, dir, "--ingest-batch-size", strconv.Itoa(batch))
+	if err != nil {
+		return 0, 0, err
+	}
+	defer c.stop()
 	start := time.Now()
 	b, err := events.Open(ctx, config.NATS{URL: natsURL}, "", "spendgate-bench-watch", nil)
 	if err != nil {
@@ -232,12 +265,8 @@ func runIngest(ctx context.Context, o Options, natsURL, db string, batch int, di
 		time.Sleep(5 * time.Millisecond)
 	}
 	elapsed := time.Since(start)
-	rss, err := peakRSS(cmd.Process.Pid)
-	if err != nil {
-		return 0, 0, err
-	}
-	_ = cmd.Process.Signal(os.Interrupt)
-	return elapsed, rss, nil
+	rss, err := peakRSS(c.cmd.Process.Pid)
+	return elapsed, rss, err
 }
 
 // peakRSS reads VmHWM, the peak resident set, from /proc.
