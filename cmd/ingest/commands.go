@@ -108,11 +108,18 @@ func benchCmd() *cobra.Command {
 		Long: `bench starts its own JetStream server, pre-fills --events cost events, then
 measures (a) a bare pull consumer that only acks (the broker's limit) and (b)
 this ingest binary end to end into a fresh ClickHouse database, and prints both
-rates, their ratio and ingest's peak RSS. Run it alone on the machine.`,
+rates, their ratio and ingest's peak RSS; then the gate's reaction time under
+load, and audit's latency at each of --audit-sizes stored events. A phase with
+a zero count is skipped. Run it alone on the machine.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if o.Events <= 0 {
-				return cli.Usagef("--events must be > 0")
+			if o.Events < 0 || o.GateCrossings < 0 || o.GateLoad <= 0 {
+				return cli.Usagef("--events and --gate-crossings must be >= 0, --gate-load > 0")
+			}
+			for _, n := range o.AuditSizes {
+				if n <= 0 {
+					return cli.Usagef("--audit-sizes must be > 0")
+				}
 			}
 			cfg, err := cli.LoadConfig(cmd)
 			if err != nil {
@@ -133,5 +140,6 @@ rates, their ratio and ingest's peak RSS. Run it alone on the machine.`,
 	c.Flags().BoolVar(&o.Keep, "keep", false, "keep the bench's ClickHouse databases")
 	c.Flags().IntVar(&o.GateCrossings, "gate-crossings", 20, "threshold crossings to time the gate's reaction over (0 skips)")
 	c.Flags().IntVar(&o.GateLoad, "gate-load", 5000, "background events/s while timing the gate")
+	c.Flags().IntSliceVar(&o.AuditSizes, "audit-sizes", []int{100_000, 10_000_000}, "stored events to time audit summary and costs --period month at (empty skips)")
 	return c
 }

@@ -39,6 +39,8 @@ type Options struct {
 	// a background load of GateLoad events/s.
 	GateCrossings int
 	GateLoad      int
+	// AuditSizes are the stored-event counts to time audit's queries at.
+	AuditSizes []int
 }
 
 // Report is what a run measured.
@@ -51,6 +53,7 @@ type Report struct {
 	PeakRSSBytes int64   // ingest's VmHWM
 	Total        string  // exact sum published = stored
 	Gate         GateReport
+	Audit        []AuditReport
 }
 
 // Run runs the bench.
@@ -73,10 +76,45 @@ func Run(ctx context.Context, o Options) (Report, error) {
 	if err := events.EnsureStreams(ctx, b.JS, cfg.NATS); err != nil {
 		return rep, err
 	}
+	if o.Events > 0 {
+		if err := throughput(ctx, o, b, cfg, dir, &rep); err != nil {
+			return rep, err
+		}
+	}
+	if o.GateCrossings > 0 {
+		fmt.Fprintf(o.Out, "gate reaction: %d crossings under %d events/s of background load…\n", o.GateCrossings, o.GateLoad)
+		if rep.Gate, err = runGate(ctx, o, b, dir); err != nil {
+			return rep, fmt.Errorf("gate: %w", err)
+		}
+		fmt.Fprintf(o.Out, "gate reaction (publish of the crossing event to the transition on %s): p50 %s, p99 %s, max %s\n",
+			"costs.gate.scaling", rep.Gate.P50.Round(time.Millisecond), rep.Gate.P99.Round(time.Millisecond), rep.Gate.Max.Round(time.Millisecond))
+	}
+	for _, n := range o.AuditSizes {
+		fmt.Fprintf(o.Out, "audit latency with %d stored events…\n", n)
+		ar, err := runAudit(ctx, o, n)
+		if err != nil {
+			return rep, fmt.Errorf("audit: %w", err)
+		}
+		rep.Audit = append(rep.Audit, ar)
+		fmt.Fprintf(o.Out, "  audit summary: p50 %s p90 %s; audit costs --period month: p50 %s p90 %s (%d runs each)\n",
+			ms(ar.SummaryP50), ms(ar.SummaryP90), ms(ar.CostsMonthP50), ms(ar.CostsMonthP90), auditRuns)
+	}
+	if len(rep.Audit) > 1 {
+		first, last := rep.Audit[0], rep.Audit[len(rep.Audit)-1]
+		fmt.Fprintf(o.Out, "audit at %d vs %d events: summary %.2fx, costs --period month %.2fx (p50)\n", last.Stored, first.Stored,
+			float64(last.SummaryP50)/float64(first.SummaryP50), float64(last.CostsMonthP50)/float64(first.CostsMonthP50))
+	}
+	return rep, nil
+}
+
+func ms(d time.Duration) string { return fmt.Sprintf("%.1fms", float64(d)/float64(time.Millisecond)) }
+
+// throughput is phases (a) and (b): the broker's limit and ingest end to end.
+func throughput(ctx context.Context, o Options, b *events.Broker, cfg config.Config, dir string, rep *Report) error {
 	fmt.Fprintf(o.Out, "pre-filling %d events into %s (nats %s)…\n", o.Events, events.StreamEvents, b.URL())
 	pub, err := loadgen.Publish(ctx, b.JS, loadgen.NewGenerator(1, "bench-"), loadgen.Options{Count: o.Events})
 	if err != nil {
-		return rep, fmt.Errorf("pre-fill: %w", err)
+		return fmt.Errorf("pre-fill: %w", err)
 	}
 	rep.PublishRate = float64(pub.Published) / pub.Elapsed.Seconds()
 	rep.Total = pub.Total.StringFixed(events.CostScale)
@@ -88,15 +126,15 @@ func Run(ctx context.Context, o Options) (Report, error) {
 	}
 	raw, err := rawConsume(ctx, b.JS, o.Events, batch, cfg.Ingest.MaxAckPending, o.Timeout)
 	if err != nil {
-		return rep, fmt.Errorf("raw consumer: %w", err)
+		return fmt.Errorf("raw consumer: %w", err)
 	}
 	rep.RawRate = float64(o.Events) / raw.Seconds()
 	fmt.Fprintf(o.Out, "(a) bare pull consumer, ack only: %d in %s: %.0f events/s\n", o.Events, raw.Round(time.Millisecond), rep.RawRate)
 
 	db := fmt.Sprintf("spendgate_bench_%d", time.Now().Unix())
-	ch, err := olap.Open(ctx, olap.Options{Addr: o.ClickHouse.Addr, Database: db, User: o.ClickHouse.User, Password: o.ClickHouse.Password})
+	ch, err := olap.Open(ctx, olap.Options{Logger: quiet, Addr: o.ClickHouse.Addr, Database: db, User: o.ClickHouse.User, Password: o.ClickHouse.Password})
 	if err != nil {
-		return rep, err
+		return err
 	}
 	defer func() {
 		if !o.Keep {
@@ -106,7 +144,7 @@ func Run(ctx context.Context, o Options) (Report, error) {
 	}()
 	elapsed, rss, err := runIngest(ctx, o, b.URL(), db, batch, dir)
 	if err != nil {
-		return rep, fmt.Errorf("ingest: %w", err)
+		return fmt.Errorf("ingest: %w", err)
 	}
 	rep.IngestRate = float64(o.Events) / elapsed.Seconds()
 	rep.PeakRSSBytes = rss
@@ -114,23 +152,15 @@ func Run(ctx context.Context, o Options) (Report, error) {
 	all := period.Range{Start: time.Unix(0, 0), End: time.Date(2100, 1, 1, 0, 0, 0, 0, time.UTC)}
 	stored, err := ch.RawTotal(ctx, all)
 	if err != nil {
-		return rep, err
+		return err
 	}
 	if stored.Events != uint64(o.Events) || !stored.CostUSD.Equal(pub.Total) {
-		return rep, fmt.Errorf("stored %d events summing %s, published %d summing %s", stored.Events, stored.CostUSD.StringFixed(9), o.Events, rep.Total)
+		return fmt.Errorf("stored %d events summing %s, published %d summing %s", stored.Events, stored.CostUSD.StringFixed(9), o.Events, rep.Total)
 	}
 	fmt.Fprintf(o.Out, "(b) ingest into ClickHouse %s: %d in %s: %.0f events/s, stored total_usd %s (exact)\n",
 		o.ClickHouse.Addr, o.Events, elapsed.Round(time.Millisecond), rep.IngestRate, stored.CostUSD.StringFixed(9))
 	fmt.Fprintf(o.Out, "ratio (b)/(a): %.2f\ningest peak RSS: %.1f MiB\n", rep.Ratio, float64(rss)/(1<<20))
-	if o.GateCrossings > 0 {
-		fmt.Fprintf(o.Out, "gate reaction: %d crossings under %d events/s of background load…\n", o.GateCrossings, o.GateLoad)
-		if rep.Gate, err = runGate(ctx, o, b, dir); err != nil {
-			return rep, fmt.Errorf("gate: %w", err)
-		}
-		fmt.Fprintf(o.Out, "gate reaction (publish of the crossing event to the transition on %s): p50 %s, p99 %s, max %s\n",
-			"costs.gate.scaling", rep.Gate.P50.Round(time.Millisecond), rep.Gate.P99.Round(time.Millisecond), rep.Gate.Max.Round(time.Millisecond))
-	}
-	return rep, nil
+	return nil
 }
 
 // rawConsume is the broker's limit: a durable pull consumer configured like

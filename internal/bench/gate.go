@@ -50,7 +50,7 @@ func runGate(ctx context.Context, o Options, b *events.Broker, dir string) (Gate
 		return rep, err
 	}
 	db := fmt.Sprintf("spendgate_gatebench_%d", time.Now().Unix())
-	ch, err := olap.Open(ctx, olap.Options{Addr: o.ClickHouse.Addr, Database: db, User: o.ClickHouse.User, Password: o.ClickHouse.Password})
+	ch, err := olap.Open(ctx, olap.Options{Logger: quiet, Addr: o.ClickHouse.Addr, Database: db, User: o.ClickHouse.User, Password: o.ClickHouse.Password})
 	if err != nil {
 		return rep, err
 	}
