@@ -16,8 +16,11 @@ import (
 	"github.com/spf13/cobra"
 )
 
-// now is the clock; tests set it.
-var now = time.Now
+// now is the clock and whoami the person; tests set them.
+var (
+	now    = time.Now
+	whoami = who
+)
 
 // app holds the configuration and the connections a command opens lazily,
 // so `gate check` never touches ClickHouse and `costs` never touches NATS.

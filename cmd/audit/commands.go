@@ -199,6 +199,9 @@ func exportPrometheusCmd(a *app) *cobra.Command {
 		Short: "Write budget, spend and gate metrics in Prometheus text format (for node_exporter's textfile collector)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if _, err := format(cmd, "text"); err != nil {
+				return err
+			}
 			out := output(cmd)
 			if out == "" {
 				return &cli.UsageError{Err: audit.ErrNoOutput}
@@ -241,6 +244,7 @@ func exportPrometheusCmd(a *app) *cobra.Command {
 		},
 	}
 	c.Flags().String("output", "-", "file to write atomically (e.g. /var/lib/node_exporter/textfile/spendgate.prom), or -")
+	addFormat(c, "text", "text (the Prometheus text exposition format)")
 	return c
 }
 
@@ -327,6 +331,10 @@ func gateCmd(a *app) *cobra.Command {
 		Short: "Print the current gate state, then each gate-state event, as one JSON line each, until interrupted",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			f, err := format(cmd, "json", "text")
+			if err != nil {
+				return err
+			}
 			defer a.close()
 			ctx := cmd.Context()
 			s, err := a.gateStore(ctx, true)
@@ -338,17 +346,25 @@ func gateCmd(a *app) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			emit := func(e gate.State, raw []byte) {
+				if f == "text" {
+					_ = audit.HistoryLine(out, e, a.policy.Location)
+					return
+				}
+				fmt.Fprintf(out, "%s\n", raw)
+			}
 			if st.Seq > 0 {
 				line, _ := json.Marshal(st)
-				fmt.Fprintf(out, "%s\n", line)
+				emit(st, line)
 			}
-			return s.Watch(ctx, func(_ gate.State, raw []byte) {
-				if st.Seq == 0 || gateSeq(raw) > st.Seq {
-					fmt.Fprintf(out, "%s\n", raw)
+			return s.Watch(ctx, func(e gate.State, raw []byte) {
+				if e.Seq > st.Seq {
+					emit(e, raw)
 				}
 			})
 		},
 	}
+	addFormat(watch, "json", "json", "text")
 
 	check := &cobra.Command{
 		Use:   "check",
@@ -431,7 +447,7 @@ func overrideCmd(a *app, name, mode, short string) *cobra.Command {
 			if statuses == nil {
 				statuses = []gate.BudgetStatus{}
 			}
-			st, err := gate.Override(ctx, s, a.policy, mode, reason, who(), statuses, now())
+			st, err := gate.Override(ctx, s, a.policy, mode, reason, whoami(), statuses, now())
 			if err != nil {
 				return err
 			}
@@ -454,14 +470,6 @@ func history(ctx context.Context, a *app, limit int) ([]gate.State, error) {
 		return []gate.State{}, nil
 	}
 	return h, err
-}
-
-func gateSeq(raw []byte) uint64 {
-	var v struct {
-		Seq uint64 `json:"seq"`
-	}
-	_ = json.Unmarshal(raw, &v)
-	return v.Seq
 }
 
 // progress is a one-line progress indicator on a terminal's stderr.

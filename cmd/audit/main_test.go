@@ -1,10 +1,13 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -71,9 +74,10 @@ func newFixture(t *testing.T) *fixture {
 	}
 	f := &fixture{ch: ch, dir: dir, cfgFile: cfgFile, natsURL: ns.ClientURL(), args: []string{"--config", cfgFile, "--clickhouse-addr", testenv.ClickHouseAddr(),
 		"--clickhouse-database", ch.Database(), "--nats-url", ns.ClientURL()}}
-	old := now
+	oldNow, oldWho := now, whoami
 	now = func() time.Time { return fixedNow }
-	t.Cleanup(func() { now = old })
+	whoami = func() string { return "ops@test" }
+	t.Cleanup(func() { now, whoami = oldNow, oldWho })
 	return f
 }
 
@@ -133,10 +137,14 @@ func (f *fixture) seedGate(t *testing.T, a *app) {
 func run(t *testing.T, f *fixture, args ...string) (string, string, int) {
 	t.Helper()
 	var out, errOut bytes.Buffer
-	root := rootCmd(&app{})
-	root.SetOut(&out)
-	code := cli.Execute(root, append(append([]string{}, f.args...), args...), &errOut)
+	code := runTo(context.Background(), f, &out, &errOut, args...)
 	return out.String(), errOut.String(), code
+}
+
+func runTo(ctx context.Context, f *fixture, out, errOut io.Writer, args ...string) int {
+	root := rootCmd(&app{})
+	root.SetOut(out)
+	return cli.ExecuteContext(ctx, root, append(append([]string{}, f.args...), args...), errOut)
 }
 
 func golden(t *testing.T, name, got string) {
@@ -188,6 +196,11 @@ func TestGoldenOutputs(t *testing.T) {
 		{"gate_status_json", []string{"gate", "status", "--format", "json", "--limit", "1"}, 0},
 		{"gate_history", []string{"gate", "history"}, 0},
 		{"gate_check_allowed", []string{"gate", "check", "--service", "openai", "--operation", "chat_completion"}, 0},
+		{"gate_enable", []string{"gate", "enable", "--reason", "incident 42"}, 0},
+		{"gate_check_blocked", []string{"gate", "check", "--service", "openai", "--operation", "chat_completion"}, cli.ExitBlocked},
+		{"gate_check_critical", []string{"gate", "check", "--service", "sendgrid", "--operation", "send_email", "--format", "json"}, 0},
+		{"gate_disable", []string{"gate", "disable", "--reason", "budget raised", "--format", "json"}, 0},
+		{"gate_status_manual", []string{"gate", "status"}, 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			out, errOut, code := run(t, f, tc.args...)
@@ -274,5 +287,63 @@ func TestGateControlAndCheck(t *testing.T) {
 	_, _, code = run(t, f, "gate", "check", "--service", "openai", "--operation", "chat_completion")
 	if code != 0 {
 		t.Fatalf("check while disabled: %d", code)
+	}
+}
+
+// gate watch prints the current state, then each new event, one JSON line
+// each, until cancelled.
+func TestGateWatch(t *testing.T) {
+	f := newFixture(t)
+	f.seed(t)
+	if _, errOut, code := run(t, f, "gate", "enable", "--reason", "first"); code != 0 {
+		t.Fatal(errOut)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	pr, pw := io.Pipe()
+	done := make(chan int, 1)
+	go func() {
+		done <- runTo(ctx, f, pw, io.Discard, "gate", "watch")
+		pw.Close()
+	}()
+	lines := make(chan string, 8)
+	go func() {
+		sc := bufio.NewScanner(pr)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+		close(lines)
+	}()
+	next := func() map[string]any {
+		select {
+		case l := <-lines:
+			var v map[string]any
+			if err := json.Unmarshal([]byte(l), &v); err != nil {
+				t.Fatalf("not a JSON line: %q", l)
+			}
+			return v
+		case <-time.After(10 * time.Second):
+			t.Fatal("no line from gate watch")
+		}
+		return nil
+	}
+	if v := next(); v["reason"] != "first" || v["state"] != "active" {
+		t.Fatalf("first line: %v", v)
+	}
+	// The watcher is subscribed once it printed the current state; a new
+	// event may still race its subscription, so keep changing until seen.
+	if _, errOut, code := run(t, f, "gate", "disable", "--reason", "second"); code != 0 {
+		t.Fatal(errOut)
+	}
+	if v := next(); v["reason"] != "second" || v["state"] != "inactive" || v["mode"] != "disabled" {
+		t.Fatalf("second line: %v", v)
+	}
+	cancel()
+	select {
+	case code := <-done:
+		if code != 0 {
+			t.Fatalf("gate watch exited %d after interrupt", code)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("gate watch did not stop")
 	}
 }

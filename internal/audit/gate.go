@@ -101,3 +101,11 @@ func writeHistory(b *strings.Builder, h []gate.State, loc *time.Location) {
 		fmt.Fprintf(b, "%s: %s%s - %s\n", e.At.In(loc).Format(time.DateTime), verb, who, e.Reason)
 	}
 }
+
+// HistoryLine writes one event as a history line (for gate watch --format text).
+func HistoryLine(w io.Writer, e gate.State, loc *time.Location) error {
+	var b strings.Builder
+	writeHistory(&b, []gate.State{e}, loc)
+	_, err := io.WriteString(w, b.String())
+	return err
+}

@@ -44,6 +44,11 @@ func (e *ExitError) Error() string { return fmt.Sprintf("exit %d", e.Code) }
 func Execute(root *cobra.Command, args []string, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	return ExecuteContext(ctx, root, args, stderr)
+}
+
+// ExecuteContext is Execute with the caller's context (tests cancel it).
+func ExecuteContext(ctx context.Context, root *cobra.Command, args []string, stderr io.Writer) int {
 	root.SetArgs(args)
 	root.SetErr(stderr)
 	root.SilenceErrors = true
