@@ -116,11 +116,16 @@ a zero count is skipped. Run it alone on the machine.`,
 			if o.Events < 0 || o.GateCrossings < 0 || o.GateLoad <= 0 {
 				return cli.Usagef("--events and --gate-crossings must be >= 0, --gate-load > 0")
 			}
+			sizes := o.AuditSizes[:0]
 			for _, n := range o.AuditSizes {
-				if n <= 0 {
-					return cli.Usagef("--audit-sizes must be > 0")
+				if n < 0 {
+					return cli.Usagef("--audit-sizes must be >= 0 (0 skips)")
+				}
+				if n > 0 {
+					sizes = append(sizes, n)
 				}
 			}
+			o.AuditSizes = sizes
 			cfg, err := cli.LoadConfig(cmd)
 			if err != nil {
 				return err
@@ -140,6 +145,6 @@ a zero count is skipped. Run it alone on the machine.`,
 	c.Flags().BoolVar(&o.Keep, "keep", false, "keep the bench's ClickHouse databases")
 	c.Flags().IntVar(&o.GateCrossings, "gate-crossings", 20, "threshold crossings to time the gate's reaction over (0 skips)")
 	c.Flags().IntVar(&o.GateLoad, "gate-load", 5000, "background events/s while timing the gate")
-	c.Flags().IntSliceVar(&o.AuditSizes, "audit-sizes", []int{100_000, 10_000_000}, "stored events to time audit summary and costs --period month at (empty skips)")
+	c.Flags().IntSliceVar(&o.AuditSizes, "audit-sizes", []int{100_000, 10_000_000}, "stored events to time audit summary and costs --period month at (0 skips)")
 	return c
 }
