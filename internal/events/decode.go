@@ -3,6 +3,7 @@ package events
 import (
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -120,15 +121,16 @@ func Decode(data []byte) (Event, DecodeInfo, error) {
 		if d.data[d.pos] != '"' {
 			return ev, info, d.syntax("expected a quoted key")
 		}
-		key, err := d.str()
+		kb, err := d.strBytes()
 		if err != nil {
 			return ev, info, err
 		}
 		if err := d.colon(); err != nil {
 			return ev, info, err
 		}
-		bit := fieldBit(key)
+		bit, key := fieldBit(kb)
 		if bit == 0 {
+			key = string(kb)
 			for _, k := range unknown {
 				if k == key {
 					d.fail(&DecodeError{Reason: ReasonDuplicateKey, Field: key, Msg: "key appears twice"})
@@ -174,26 +176,27 @@ func Decode(data []byte) (Event, DecodeInfo, error) {
 	return ev, info, nil
 }
 
-func fieldBit(key string) uint {
-	switch key {
+// fieldBit names a contract field by its key, without allocating.
+func fieldBit(key []byte) (uint, string) {
+	switch string(key) {
 	case "event_id":
-		return fEventID
+		return fEventID, "event_id"
 	case "ts":
-		return fTS
+		return fTS, "ts"
 	case "service":
-		return fService
+		return fService, "service"
 	case "operation":
-		return fOperation
+		return fOperation, "operation"
 	case "cost_usd":
-		return fCost
+		return fCost, "cost_usd"
 	case "units":
-		return fUnits
+		return fUnits, "units"
 	case "unit":
-		return fUnit
+		return fUnit, "unit"
 	case "attributes":
-		return fAttributes
+		return fAttributes, "attributes"
 	}
-	return 0
+	return 0, ""
 }
 
 // fieldName names the lowest bit set in bits, in contract order.
@@ -288,24 +291,25 @@ func (d *decoder) field(ev *Event, bit uint, key string) error {
 			d.fail(typeError(bit, key, "must be a string"))
 			return d.skipValue()
 		}
-		s, err := d.str()
+		b, err := d.strBytes()
 		if err != nil {
 			return err
 		}
-		d.stringField(ev, bit, key, s)
+		d.stringField(ev, bit, key, b)
 		return nil
 	case fCost:
 		switch d.kind() {
 		case kindString:
-			s, err := d.str()
+			s, err := d.strBytes()
 			if err != nil {
 				return err
 			}
-			if !costStringOK(s) {
-				d.fail(&DecodeError{Reason: ReasonInvalidCost, Field: key, Msg: fmt.Sprintf("%q is not a plain decimal like \"0.0125\" (>= 0, < 1e9, at most 9 decimals)", truncate(s))})
+			nanos, ok := parseCostString(s)
+			if !ok {
+				d.fail(&DecodeError{Reason: ReasonInvalidCost, Field: key, Msg: fmt.Sprintf("%q is not a plain decimal like \"0.0125\" (>= 0, < 1e9, at most 9 decimals)", truncate(string(s)))})
 				return nil
 			}
-			ev.CostUSD = decimal.RequireFromString(s)
+			ev.CostUSD = decimal.New(nanos, -CostScale)
 			return nil
 		case kindNumber:
 			num, err := d.number()
@@ -369,9 +373,10 @@ func fieldReason(bit uint) Reason {
 	return ReasonMalformedJSON
 }
 
-func (d *decoder) stringField(ev *Event, bit uint, key, s string) {
+func (d *decoder) stringField(ev *Event, bit uint, key string, b []byte) {
 	switch bit {
 	case fEventID:
+		s := string(b)
 		if n := utf8.RuneCountInString(s); n < 1 || n > MaxEventIDLen {
 			d.fail(typeError(bit, key, fmt.Sprintf("must be 1 to %d characters, is %d", MaxEventIDLen, n)))
 		} else if hasControl(s) {
@@ -379,12 +384,13 @@ func (d *decoder) stringField(ev *Event, bit uint, key, s string) {
 		}
 		ev.EventID = s
 	case fTS:
-		t, msg := parseTS(s)
+		t, msg := parseTS(b)
 		if msg != "" {
-			d.fail(typeError(bit, key, fmt.Sprintf("%q: %s", truncate(s), msg)))
+			d.fail(typeError(bit, key, fmt.Sprintf("%q: %s", truncate(string(b)), msg)))
 		}
 		ev.TS = t
 	case fService, fOperation:
+		s := intern(b)
 		if !nameOK(s) {
 			d.fail(typeError(bit, key, fmt.Sprintf("%q must match ^[a-z0-9][a-z0-9_.-]{0,63}$", truncate(s))))
 		}
@@ -394,6 +400,7 @@ func (d *decoder) stringField(ev *Event, bit uint, key, s string) {
 			ev.Operation = s
 		}
 	case fUnit:
+		s := intern(b)
 		if n := utf8.RuneCountInString(s); n > MaxUnitLen {
 			d.fail(typeError(bit, key, fmt.Sprintf("must be at most %d characters, is %d", MaxUnitLen, n)))
 		} else if hasControl(s) {
@@ -417,18 +424,21 @@ func (d *decoder) attributes(ev *Event) error {
 		if d.data[d.pos] != '"' {
 			return d.syntax("expected a quoted key")
 		}
-		k, err := d.str()
+		kb, err := d.strBytes()
 		if err != nil {
 			return err
 		}
+		k := intern(kb)
 		if err := d.colon(); err != nil {
 			return err
 		}
 		var v string
 		if d.kind() == kindString {
-			if v, err = d.str(); err != nil {
+			vb, err := d.strBytes()
+			if err != nil {
 				return err
 			}
+			v = intern(vb)
 		} else {
 			d.fail(&DecodeError{Reason: ReasonInvalidAttributes, Field: "attributes." + truncate(k), Msg: "value must be a string"})
 			if err := d.skipValue(); err != nil {
@@ -453,21 +463,24 @@ func (d *decoder) attributes(ev *Event) error {
 }
 
 func (d *decoder) attribute(ev *Event, k, v string) {
-	field := "attributes." + truncate(k)
+	field := func() string { return "attributes." + truncate(k) }
 	for _, seen := range ev.AttrKeys {
 		if seen == k {
-			d.fail(&DecodeError{Reason: ReasonDuplicateKey, Field: field, Msg: "key appears twice"})
+			d.fail(&DecodeError{Reason: ReasonDuplicateKey, Field: field(), Msg: "key appears twice"})
 		}
 	}
 	switch n := utf8.RuneCountInString(k); {
 	case len(ev.AttrKeys) == MaxAttributes:
 		d.fail(&DecodeError{Reason: ReasonInvalidAttributes, Field: "attributes", Msg: fmt.Sprintf("at most %d keys", MaxAttributes)})
 	case n < 1 || n > MaxAttrKeyLen:
-		d.fail(&DecodeError{Reason: ReasonInvalidAttributes, Field: field, Msg: fmt.Sprintf("keys must be 1 to %d characters", MaxAttrKeyLen)})
+		d.fail(&DecodeError{Reason: ReasonInvalidAttributes, Field: field(), Msg: fmt.Sprintf("keys must be 1 to %d characters", MaxAttrKeyLen)})
 	case utf8.RuneCountInString(v) > MaxAttrValueLen:
-		d.fail(&DecodeError{Reason: ReasonInvalidAttributes, Field: field, Msg: fmt.Sprintf("values must be at most %d characters", MaxAttrValueLen)})
+		d.fail(&DecodeError{Reason: ReasonInvalidAttributes, Field: field(), Msg: fmt.Sprintf("values must be at most %d characters", MaxAttrValueLen)})
 	case hasControl(k) || hasControl(v):
-		d.fail(&DecodeError{Reason: ReasonInvalidAttributes, Field: field, Msg: "must not contain control characters"})
+		d.fail(&DecodeError{Reason: ReasonInvalidAttributes, Field: field(), Msg: "must not contain control characters"})
+	}
+	if ev.AttrKeys == nil {
+		ev.AttrKeys, ev.AttrValues = make([]string, 0, 4), make([]string, 0, 4)
 	}
 	ev.AttrKeys = append(ev.AttrKeys, k)
 	ev.AttrValues = append(ev.AttrValues, v)
@@ -475,13 +488,21 @@ func (d *decoder) attribute(ev *Event, k, v string) {
 
 // str reads a JSON string at pos (which is '"') and returns it decoded.
 func (d *decoder) str() (string, error) {
+	b, err := d.strBytes()
+	return string(b), err
+}
+
+// strBytes reads a JSON string at pos (which is '"') and returns it decoded:
+// plain ASCII without escapes (nearly every value) is a slice of the
+// payload, so nothing is copied until the caller keeps it.
+func (d *decoder) strBytes() ([]byte, error) {
 	d.pos++
 	start := d.pos
 	// Fast path: plain ASCII without escapes.
 	for d.pos < len(d.data) {
 		c := d.data[d.pos]
 		if c == '"' {
-			s := string(d.data[start:d.pos])
+			s := d.data[start:d.pos]
 			d.pos++
 			return s, nil
 		}
@@ -496,12 +517,12 @@ func (d *decoder) str() (string, error) {
 		switch {
 		case c == '"':
 			d.pos++
-			return string(buf), nil
+			return buf, nil
 		case c < 0x20:
-			return "", d.syntax("raw control character in string")
+			return nil, d.syntax("raw control character in string")
 		case c == '\\':
 			if d.pos+1 >= len(d.data) {
-				return "", d.syntax("unterminated escape")
+				return nil, d.syntax("unterminated escape")
 			}
 			e := d.data[d.pos+1]
 			d.pos += 2
@@ -521,14 +542,14 @@ func (d *decoder) str() (string, error) {
 			case 'u':
 				r, ok := d.hex4()
 				if !ok {
-					return "", d.syntax("bad \\u escape")
+					return nil, d.syntax("bad \\u escape")
 				}
 				if r >= 0xD800 && r < 0xDC00 { // high surrogate: a low one must follow
 					if d.pos+1 < len(d.data) && d.data[d.pos] == '\\' && d.data[d.pos+1] == 'u' {
 						d.pos += 2
 						lo, ok := d.hex4()
 						if !ok {
-							return "", d.syntax("bad \\u escape")
+							return nil, d.syntax("bad \\u escape")
 						}
 						if lo >= 0xDC00 && lo < 0xE000 {
 							r = 0x10000 + (r-0xD800)<<10 + (lo - 0xDC00)
@@ -546,7 +567,7 @@ func (d *decoder) str() (string, error) {
 				}
 				buf = utf8.AppendRune(buf, r)
 			default:
-				return "", d.syntax("bad escape")
+				return nil, d.syntax("bad escape")
 			}
 		case c < utf8.RuneSelf:
 			buf = append(buf, c)
@@ -554,13 +575,13 @@ func (d *decoder) str() (string, error) {
 		default:
 			r, n := utf8.DecodeRune(d.data[d.pos:])
 			if r == utf8.RuneError && n <= 1 {
-				return "", &DecodeError{Reason: ReasonInvalidUTF8, Msg: fmt.Sprintf("invalid UTF-8 at byte %d", d.pos)}
+				return nil, &DecodeError{Reason: ReasonInvalidUTF8, Msg: fmt.Sprintf("invalid UTF-8 at byte %d", d.pos)}
 			}
 			buf = append(buf, d.data[d.pos:d.pos+n]...)
 			d.pos += n
 		}
 	}
-	return "", d.syntax("unterminated string")
+	return nil, d.syntax("unterminated string")
 }
 
 func (d *decoder) hex4() (rune, bool) {
@@ -705,29 +726,38 @@ func (d *decoder) skip(depth int) error {
 	}
 }
 
-// costStringOK: ^(0|[1-9][0-9]{0,8})(\.[0-9]{1,9})?$
-func costStringOK(s string) bool {
+// parseCostString reads ^(0|[1-9][0-9]{0,8})(\.[0-9]{1,9})?$ into
+// nano-dollars, exactly.
+func parseCostString(s []byte) (int64, bool) {
 	i := 0
+	var n int64
 	for i < len(s) && s[i] >= '0' && s[i] <= '9' {
+		n = n*10 + int64(s[i]-'0')
 		i++
 	}
 	if i == 0 || i > MaxCostIntDigits || (i > 1 && s[0] == '0') {
-		return false
-	}
-	if i == len(s) {
-		return true
-	}
-	if s[i] != '.' {
-		return false
+		return 0, false
 	}
 	f := 0
-	for i++; i < len(s); i++ {
-		if s[i] < '0' || s[i] > '9' {
-			return false
+	if i < len(s) {
+		if s[i] != '.' {
+			return 0, false
 		}
-		f++
+		for i++; i < len(s); i++ {
+			if s[i] < '0' || s[i] > '9' || f == CostScale {
+				return 0, false
+			}
+			n = n*10 + int64(s[i]-'0')
+			f++
+		}
+		if f == 0 {
+			return 0, false
+		}
 	}
-	return f >= 1 && f <= CostScale
+	for ; f < CostScale; f++ {
+		n *= 10
+	}
+	return n, true
 }
 
 // exactNumber splits a JSON number's text into its significant digits
@@ -860,7 +890,7 @@ func hasControl(s string) bool {
 // parseTS reads an RFC 3339 date-time: YYYY-MM-DDTHH:MM:SS[.frac](Z|±HH:MM),
 // 'T' and 'Z' in either case. It must exist in the calendar and fall in what
 // ClickHouse's DateTime stores (1970-01-01 to 2106-02-07 UTC).
-func parseTS(s string) (time.Time, string) {
+func parseTS(s []byte) (time.Time, string) {
 	const layout = "dddd-dd-ddTdd:dd:dd"
 	if len(s) < len(layout)+1 {
 		return time.Time{}, "not an RFC 3339 date-time with offset, like 2026-05-20T10:30:00Z"
@@ -938,7 +968,7 @@ func parseTS(s string) (time.Time, string) {
 	return t, ""
 }
 
-func isDigits(s string) bool {
+func isDigits(s []byte) bool {
 	for i := 0; i < len(s); i++ {
 		if s[i] < '0' || s[i] > '9' {
 			return false
@@ -971,4 +1001,35 @@ func truncate(s string) string {
 		}
 	}
 	return s[:max]
+}
+
+// Service, operation, unit and attribute names repeat across events: they
+// are interned (up to a bound), so a batch holds one copy of each.
+const (
+	maxInterned   = 4096
+	maxInternSize = 64
+)
+
+var interned = struct {
+	sync.RWMutex
+	m map[string]string
+}{m: make(map[string]string, 256)}
+
+func intern(b []byte) string {
+	if len(b) > maxInternSize {
+		return string(b)
+	}
+	interned.RLock()
+	s, ok := interned.m[string(b)]
+	interned.RUnlock()
+	if ok {
+		return s
+	}
+	s = string(b)
+	interned.Lock()
+	if len(interned.m) < maxInterned {
+		interned.m[s] = s
+	}
+	interned.Unlock()
+	return s
 }
