@@ -164,7 +164,7 @@ var Defaults = map[string]any{
 	"clickhouse.tls.insecure_skip_verify": false,
 	"ingest.batch_size":                   5000,
 	"ingest.inserters":                    2,
-	"ingest.flush_interval":               "250ms",
+	"ingest.flush_interval":               "200ms",
 	"ingest.consumer":                     "spendgate-ingest",
 	"ingest.ack_wait":                     "30s",
 	"ingest.max_ack_pending":              20000,

@@ -29,7 +29,6 @@ type Evaluator struct {
 	// unpublished is set when a commit landed in KV but its publish failed.
 	unpublished bool
 	lastWould   string
-	servicesAt  time.Time
 }
 
 // EvaluatorOptions tunes an Evaluator.
@@ -83,7 +82,6 @@ func (e *Evaluator) Evaluate(ctx context.Context) (Result, error) {
 		e.metrics.observeEvaluation(time.Since(start), err)
 		if err == nil {
 			e.metrics.observe(res)
-			e.refreshServices(ctx, res.Statuses)
 		}
 	}
 	return res, err
@@ -94,21 +92,24 @@ type ServiceReader interface {
 	ByService(ctx context.Context, r period.Range, f olap.Filter) ([]olap.ServiceSpend, error)
 }
 
-// refreshServices updates spendgate_service_spend_usd at most every 10s:
-// a breakdown is for dashboards, not for the gate's reaction time.
-func (e *Evaluator) refreshServices(ctx context.Context, st []BudgetStatus) {
+// refreshServices updates spendgate_service_spend_usd for today and this
+// month. It runs on its own 10s timer: a breakdown is for dashboards and
+// must not delay the gate's reaction.
+func (e *Evaluator) refreshServices(ctx context.Context) {
 	sr, ok := e.spend.(ServiceReader)
-	if !ok || time.Since(e.servicesAt) < 10*time.Second {
+	if !ok || e.metrics == nil {
 		return
 	}
-	e.servicesAt = time.Now()
-	for _, b := range st {
+	now := e.now()
+	for _, b := range e.policy.Budgets {
 		if b.Name != BudgetDaily && b.Name != BudgetMonthly {
 			continue
 		}
-		svcs, err := sr.ByService(ctx, period.Range{Start: b.Start, End: b.End}, olap.Filter{})
+		svcs, err := sr.ByService(ctx, b.Range(now, e.policy.Location), olap.Filter{})
 		if err != nil {
-			e.log.Warn("service spend", "err", err)
+			if ctx.Err() == nil {
+				e.log.Warn("service spend", "err", err)
+			}
 			return
 		}
 		e.metrics.SetServices(b.Name, svcs)
@@ -256,6 +257,18 @@ func (e *Evaluator) Run(ctx context.Context) error {
 	if err := e.store.Reconcile(ctx); err != nil {
 		e.log.Warn("reconciling gate state", "err", err)
 	}
+	go func() {
+		t := time.NewTicker(10 * time.Second)
+		defer t.Stop()
+		for {
+			e.refreshServices(ctx)
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+		}
+	}()
 	tick := time.NewTicker(e.interval)
 	defer tick.Stop()
 	boundary := time.NewTimer(time.Until(e.policy.NextBoundary(e.now())))
