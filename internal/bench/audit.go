@@ -34,17 +34,11 @@ const auditRuns = 25
 // render it.
 func runAudit(ctx context.Context, o Options, n int) (AuditReport, error) {
 	rep := AuditReport{Stored: n}
-	db := fmt.Sprintf("spendgate_auditbench_%d_%d", n, time.Now().Unix())
-	ch, err := olap.Open(ctx, olap.Options{Logger: quiet, Addr: o.ClickHouse.Addr, Database: db, User: o.ClickHouse.User, Password: o.ClickHouse.Password})
+	ch, drop, err := scratchDB(ctx, o, fmt.Sprintf("auditbench_%d", n))
 	if err != nil {
 		return rep, err
 	}
-	defer func() {
-		if !o.Keep {
-			_ = ch.DropDatabase(context.Background())
-		}
-		ch.Close()
-	}()
+	defer drop()
 	if _, err := ch.Migrate(ctx); err != nil {
 		return rep, err
 	}
@@ -125,3 +119,20 @@ func (discardWriter) Write(p []byte) (int, error) { return len(p), nil }
 
 // quiet drops the migration log lines of the bench's scratch databases.
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
+
+// scratchDB opens a fresh database for one phase; drop removes it (unless
+// --keep) and closes the client.
+func scratchDB(ctx context.Context, o Options, name string) (*olap.Client, func(), error) {
+	db := fmt.Sprintf("spendgate_%s_%d", name, time.Now().Unix())
+	ch, err := olap.Open(ctx, olap.Options{Logger: quiet, Addr: o.ClickHouse.Addr, Database: db,
+		User: o.ClickHouse.User, Password: o.ClickHouse.Password})
+	if err != nil {
+		return nil, nil, err
+	}
+	return ch, func() {
+		if !o.Keep {
+			_ = ch.DropDatabase(context.Background())
+		}
+		ch.Close()
+	}, nil
+}

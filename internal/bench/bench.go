@@ -22,7 +22,6 @@ import (
 	"github.com/spendgate/spendgate/internal/config"
 	"github.com/spendgate/spendgate/internal/events"
 	"github.com/spendgate/spendgate/internal/loadgen"
-	"github.com/spendgate/spendgate/internal/olap"
 	"github.com/spendgate/spendgate/internal/period"
 )
 
@@ -131,18 +130,12 @@ func throughput(ctx context.Context, o Options, b *events.Broker, cfg config.Con
 	rep.RawRate = float64(o.Events) / raw.Seconds()
 	fmt.Fprintf(o.Out, "(a) bare pull consumer, ack only: %d in %s: %.0f events/s\n", o.Events, raw.Round(time.Millisecond), rep.RawRate)
 
-	db := fmt.Sprintf("spendgate_bench_%d", time.Now().Unix())
-	ch, err := olap.Open(ctx, olap.Options{Logger: quiet, Addr: o.ClickHouse.Addr, Database: db, User: o.ClickHouse.User, Password: o.ClickHouse.Password})
+	ch, drop, err := scratchDB(ctx, o, "bench")
 	if err != nil {
 		return err
 	}
-	defer func() {
-		if !o.Keep {
-			_ = ch.DropDatabase(context.Background())
-		}
-		ch.Close()
-	}()
-	elapsed, rss, err := runIngest(ctx, o, b.URL(), db, batch, dir)
+	defer drop()
+	elapsed, rss, err := runIngest(ctx, o, b.URL(), ch.Database(), batch, dir)
 	if err != nil {
 		return fmt.Errorf("ingest: %w", err)
 	}

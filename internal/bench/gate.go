@@ -15,7 +15,6 @@ import (
 	"github.com/spendgate/spendgate/internal/events"
 	"github.com/spendgate/spendgate/internal/gate"
 	"github.com/spendgate/spendgate/internal/loadgen"
-	"github.com/spendgate/spendgate/internal/olap"
 )
 
 // GateReport is the gate's reaction time: from publishing the event that
@@ -49,18 +48,12 @@ func runGate(ctx context.Context, o Options, b *events.Broker, dir string) (Gate
 	if err := os.WriteFile(cfgFile, []byte(yaml), 0o600); err != nil {
 		return rep, err
 	}
-	db := fmt.Sprintf("spendgate_gatebench_%d", time.Now().Unix())
-	ch, err := olap.Open(ctx, olap.Options{Logger: quiet, Addr: o.ClickHouse.Addr, Database: db, User: o.ClickHouse.User, Password: o.ClickHouse.Password})
+	ch, drop, err := scratchDB(ctx, o, "gatebench")
 	if err != nil {
 		return rep, err
 	}
-	defer func() {
-		if !o.Keep {
-			_ = ch.DropDatabase(context.Background())
-		}
-		ch.Close()
-	}()
-	c, err := startIngest(ctx, o, b.URL(), db, dir, "--config", cfgFile)
+	defer drop()
+	c, err := startIngest(ctx, o, b.URL(), ch.Database(), dir, "--config", cfgFile)
 	if err != nil {
 		return rep, err
 	}
