@@ -29,20 +29,23 @@ import (
 
 const published = 100
 
-// startIngest runs a real ingest service on a test NATS server and a fresh
-// ClickHouse database, with a scoped budget so the scoped gauges exist too,
-// publishes events and returns the metrics address.
-func startIngest(t *testing.T) string {
+// startIngest runs a real ingest service on a test NATS server and the
+// ClickHouse database db (a fresh migrated one when empty), with a scoped
+// budget so the scoped gauges exist too, publishes events and returns the
+// metrics address and what was published.
+func startIngest(t *testing.T, db string) (string, loadgen.Result) {
 	t.Helper()
 	ns := testenv.NATS(t)
-	ch := testenv.ClickHouse(t)
+	if db == "" {
+		db = testenv.ClickHouse(t).Database()
+	}
 	cfg, err := config.Load(config.New(), "")
 	if err != nil {
 		t.Fatal(err)
 	}
 	cfg.NATS.URL = ns.ClientURL()
 	cfg.ClickHouse.Addr = testenv.ClickHouseAddr()
-	cfg.ClickHouse.Database = ch.Database()
+	cfg.ClickHouse.Database = db
 	cfg.Metrics.Listen = "127.0.0.1:0"
 	cfg.DataDir = t.TempDir()
 	cfg.Budgets.Scoped = []config.ScopedBudget{{Name: "openai-daily", Service: "openai", Period: "day", LimitUSD: decimal.NewFromInt(1000)}}
@@ -70,7 +73,7 @@ func startIngest(t *testing.T) string {
 	if res.Published != published {
 		t.Fatalf("published %d events, want %d", res.Published, published)
 	}
-	return svc.MetricsAddr()
+	return svc.MetricsAddr(), res
 }
 
 func httpGet(url string) ([]byte, error) {
@@ -160,7 +163,7 @@ func TestIngestMetricsLive(t *testing.T) {
 	}
 	promtool := tool(t, "promtool")
 	prometheus := tool(t, "prometheus")
-	addr := startIngest(t)
+	addr, _ := startIngest(t, "")
 	prom := startPrometheus(t, prometheus, addr)
 
 	// Wait for the events to be stored and the gate to have published the
