@@ -386,3 +386,66 @@ func TestMetricsFollowConventions(t *testing.T) {
 		}
 	}
 }
+
+// While ClickHouse refuses inserts nothing is acked; once it is back, every
+// event is stored exactly once.
+func TestClickHouseOutageAcksNothing(t *testing.T) {
+	ns := testenv.NATS(t)
+	ch := testenv.ClickHouse(t)
+	cfg := testConfig(t, ns, ch.Database())
+	_, js := testenv.Connect(t, ns)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	if err := events.EnsureStreams(ctx, js, cfg.NATS); err != nil {
+		t.Fatal(err)
+	}
+	cons, err := js.CreateOrUpdateConsumer(ctx, events.StreamEvents, events.ConsumerConfig("c", cfg.Ingest.AckWait, 1000))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := publish(t, js, 8, "down-", 700)
+	down := &outageWriter{Writer: ch}
+	down.down.Store(true)
+	m := ingest.NewMetrics(newRegistry())
+	w := ingest.NewWorker(cons, js, down, m, testenv.Logger(t), ingest.Options{
+		BatchSize: 100, FlushInterval: 20 * time.Millisecond, AckWait: cfg.Ingest.AckWait,
+		RetryMin: 5 * time.Millisecond, RetryMax: 20 * time.Millisecond,
+	})
+	done := make(chan error, 1)
+	go func() { done <- w.Run(ctx) }()
+	testenv.Eventually(t, 10*time.Second, "insert errors", func() bool { return testutil.ToFloat64(m.InsertErrors) >= 5 })
+	info, err := cons.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := uint64(want.Published) - info.NumPending - uint64(info.NumAckPending); got != 0 || info.AckFloor.Stream != 0 {
+		t.Fatalf("acked during the outage: ack floor %d, %d neither pending nor unacked", info.AckFloor.Stream, got)
+	}
+	if _, n := storedTotals(t, ch); n != 0 {
+		t.Fatalf("%d stored during the outage", n)
+	}
+	down.down.Store(false)
+	waitStored(t, ch, uint64(want.Published), 30*time.Second)
+	testenv.Eventually(t, 10*time.Second, "all acked", func() bool {
+		info, err := cons.Info(ctx)
+		return err == nil && info.NumAckPending == 0 && info.NumPending == 0
+	})
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	assertExactlyOnce(t, ch, want)
+}
+
+// outageWriter fails every insert, storing nothing, while down is set.
+type outageWriter struct {
+	olap.Writer
+	down atomic.Bool
+}
+
+func (w *outageWriter) InsertEvents(ctx context.Context, rows []olap.Row) error {
+	if w.down.Load() {
+		return errors.New("clickhouse at 127.0.0.1:9000: dial tcp: connection refused (simulated)")
+	}
+	return w.Writer.InsertEvents(ctx, rows)
+}
