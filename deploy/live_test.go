@@ -22,7 +22,6 @@ import (
 
 	"github.com/shopspring/decimal"
 	"github.com/spendgate/spendgate/internal/config"
-	"github.com/spendgate/spendgate/internal/ingest"
 	"github.com/spendgate/spendgate/internal/loadgen"
 	"github.com/spendgate/spendgate/internal/testenv"
 )
@@ -39,32 +38,9 @@ func startIngest(t *testing.T, db string) (string, loadgen.Result) {
 	if db == "" {
 		db = testenv.ClickHouse(t).Database()
 	}
-	cfg, err := config.Load(config.New(), "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.NATS.URL = ns.ClientURL()
-	cfg.ClickHouse.Addr = testenv.ClickHouseAddr()
-	cfg.ClickHouse.Database = db
-	cfg.Metrics.Listen = "127.0.0.1:0"
-	cfg.DataDir = t.TempDir()
+	cfg := testenv.IngestConfig(t, ns.ClientURL(), db)
 	cfg.Budgets.Scoped = []config.ScopedBudget{{Name: "openai-daily", Service: "openai", Period: "day", LimitUSD: decimal.NewFromInt(1000)}}
-
-	ctx, cancel := context.WithCancel(context.Background())
-	svc, err := ingest.New(ctx, cfg, testenv.Logger(t))
-	if err != nil {
-		cancel()
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- svc.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("ingest Run: %v", err)
-		}
-		svc.Close()
-	})
+	svc := testenv.StartIngest(t, cfg)
 	_, js := testenv.Connect(t, ns)
 	res, err := loadgen.Publish(context.Background(), js, loadgen.NewGenerator(1, "deploy-"), loadgen.Options{Count: published})
 	if err != nil {

@@ -16,8 +16,6 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 	"github.com/shopspring/decimal"
-	"github.com/spendgate/spendgate/internal/config"
-	"github.com/spendgate/spendgate/internal/ingest"
 	"github.com/spendgate/spendgate/internal/loadgen"
 	"github.com/spendgate/spendgate/internal/olap"
 	"github.com/spendgate/spendgate/internal/period"
@@ -28,21 +26,9 @@ import (
 // costs, export and export-prometheus as the test computes them itself.
 func TestEndToEndThroughIngest(t *testing.T) {
 	f := newFixture(t)
-	cfg, err := config.Load(config.New(), f.cfgFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.NATS.URL, cfg.ClickHouse.Addr, cfg.ClickHouse.Database = f.natsURL, testenv.ClickHouseAddr(), f.ch.Database()
-	cfg.Metrics.Listen, cfg.DataDir = "127.0.0.1:0", t.TempDir()
-	ctx, cancel := context.WithCancel(context.Background())
-	svc, err := ingest.New(ctx, cfg, testenv.Logger(t))
-	if err != nil {
-		cancel()
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- svc.Run(ctx) }()
-	defer func() { cancel(); <-done; svc.Close() }()
+	cfg := testenv.IngestConfig(t, f.natsURL, f.ch.Database())
+	cfg.Budgets = f.app(t).cfg.Budgets
+	testenv.StartIngest(t, cfg)
 
 	// The test's own arithmetic: New York day, ISO week and month around
 	// fixedNow (Wednesday 2026-05-20 12:00Z), written out by hand.

@@ -26,44 +26,12 @@ import (
 	"github.com/spendgate/spendgate/internal/testenv"
 )
 
-// testConfig is the default configuration pointed at the test servers.
 func testConfig(t testing.TB, ns *server.Server, db string) config.Config {
-	t.Helper()
-	v := config.New()
-	cfg, err := config.Load(v, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.NATS.URL = ns.ClientURL()
-	cfg.ClickHouse.Addr = testenv.ClickHouseAddr()
-	cfg.ClickHouse.Database = db
-	cfg.Metrics.Listen = "127.0.0.1:0"
-	cfg.DataDir = t.TempDir()
-	cfg.Ingest.AckWait = 2 * time.Second
-	cfg.Ingest.RetryMin = 20 * time.Millisecond
-	cfg.Ingest.RetryMax = 200 * time.Millisecond
-	return cfg
+	return testenv.IngestConfig(t, ns.ClientURL(), db)
 }
 
-// startService runs an ingest service until the test ends.
 func startService(t testing.TB, cfg config.Config) *ingest.Service {
-	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	s, err := ingest.New(ctx, cfg, testenv.Logger(t))
-	if err != nil {
-		cancel()
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- s.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("ingest Run: %v", err)
-		}
-		s.Close()
-	})
-	return s
+	return testenv.StartIngest(t, cfg)
 }
 
 // storedTotals reads the raw table: sum, rows and distinct event ids.
