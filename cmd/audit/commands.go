@@ -415,13 +415,17 @@ func gateCmd(a *app) *cobra.Command {
 
 func overrideCmd(a *app, name, mode, short string) *cobra.Command {
 	c := &cobra.Command{
-		Use:   name + " --reason R",
-		Short: short,
-		Args:  cobra.NoArgs,
+		Use:     name + " --reason R",
+		Example: "  audit gate " + name + " --reason \"Monthly budget threshold reached\"",
+		Short:   short,
+		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			reason, _ := cmd.Flags().GetString("reason")
 			if strings.TrimSpace(reason) == "" {
-				return cli.Usagef("gate %s needs --reason: every gate change is kept in history with its reason", name)
+				if mode != gate.ModeAuto {
+					return cli.Usagef("gate %s needs --reason: every gate change is kept in history with its reason", name)
+				}
+				reason = "handed back to the automatic evaluation"
 			}
 			f, err := format(cmd, "text", "json")
 			if err != nil {
@@ -458,7 +462,7 @@ func overrideCmd(a *app, name, mode, short string) *cobra.Command {
 			return nil
 		},
 	}
-	c.Flags().String("reason", "", "why (required; kept in history)")
+	c.Flags().String("reason", "", "why, kept in history (required for enable and disable)")
 	addFormat(c, "text", "text", "json")
 	return c
 }

@@ -347,3 +347,14 @@ func TestGateWatch(t *testing.T) {
 		t.Fatal("gate watch did not stop")
 	}
 }
+
+// auto takes an optional reason (SPEC lists it bare); enable and disable
+// refuse without one.
+func TestAutoNeedsNoReason(t *testing.T) {
+	f := newFixture(t)
+	f.seed(t)
+	out, errOut, code := run(t, f, "gate", "auto")
+	if code != 0 || !strings.Contains(out, "Scaling gate INACTIVE (mode auto)") || !strings.Contains(out, "handed back to the automatic evaluation") {
+		t.Fatalf("gate auto: %d %q %q", code, out, errOut)
+	}
+}
