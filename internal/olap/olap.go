@@ -127,3 +127,17 @@ func (c *Client) DropDatabase(ctx context.Context) error {
 func (c *Client) sql(s string) string { return strings.ReplaceAll(s, "{database}", "`"+c.db+"`") }
 
 func (c *Client) wrap(err error) error { return fmt.Errorf("clickhouse at %s: %w", c.addr, err) }
+
+// RollupParts reports how many active data parts the rollup table has and
+// how many merges of it are running: a query reads every active part, and
+// ClickHouse merges freshly inserted parts in the background.
+func (c *Client) RollupParts(ctx context.Context) (parts, merging uint64, err error) {
+	err = c.conn.QueryRow(ctx, `SELECT
+		(SELECT count() FROM system.parts WHERE database = ? AND table = 'cost_rollup_15m' AND active),
+		(SELECT count() FROM system.merges WHERE database = ? AND table = 'cost_rollup_15m')`,
+		c.db, c.db).Scan(&parts, &merging)
+	if err != nil {
+		return 0, 0, c.wrap(err)
+	}
+	return parts, merging, nil
+}
