@@ -188,46 +188,62 @@ type manifestEntry struct {
 // The worker of a batch whose insert landed but whose answer was lost (the
 // insert "failed") retries: the retry finds the rows and stores nothing twice.
 func TestAmbiguousInsertFailureIsNotCountedTwice(t *testing.T) {
-	ns := testenv.NATS(t)
 	ch := testenv.ClickHouse(t)
-	cfg := testConfig(t, ns, ch.Database())
-	_, js := testenv.Connect(t, ns)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	b, err := events.Open(ctx, cfg.NATS, "", "test", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
-	if err := events.EnsureStreams(ctx, b.JS, cfg.NATS); err != nil {
-		t.Fatal(err)
-	}
-	cons, err := b.JS.CreateOrUpdateConsumer(ctx, events.StreamEvents, events.ConsumerConfig("c", cfg.Ingest.AckWait, 1000))
-	if err != nil {
-		t.Fatal(err)
-	}
-	want := publish(t, js, 3, "amb-", 1200)
 	flaky := &lossyWriter{Writer: ch, loseEvery: 2}
-	reg := newRegistry()
-	w := ingest.NewWorker(cons, b.JS, flaky, ingest.NewMetrics(reg), testenv.Logger(t), ingest.Options{
-		BatchSize: 100, FlushInterval: 50 * time.Millisecond, AckWait: cfg.Ingest.AckWait,
-		RetryMin: 5 * time.Millisecond, RetryMax: 20 * time.Millisecond,
-	})
-	done := make(chan error, 1)
-	go func() { done <- w.Run(ctx) }()
-	waitStored(t, ch, uint64(want.Published), 30*time.Second)
-	testenv.Eventually(t, 10*time.Second, "all acked", func() bool {
-		info, err := cons.Info(ctx)
-		return err == nil && info.NumAckPending == 0 && info.NumPending == 0
-	})
-	cancel()
-	if err := <-done; err != nil {
-		t.Fatal(err)
-	}
+	r := runWorker(t, ch.Database(), flaky, 1200)
+	waitStored(t, ch, uint64(r.want.Published), 30*time.Second)
+	r.stop(t)
 	if flaky.lost.Load() == 0 {
 		t.Fatal("no insert answer was lost: the test tested nothing")
 	}
-	assertExactlyOnce(t, ch, want)
+	assertExactlyOnce(t, ch, r.want)
+}
+
+// workerRun is a bare Worker on its own consumer and writer, over n
+// published events.
+type workerRun struct {
+	want    loadgen.Result
+	cons    jetstream.Consumer
+	metrics *ingest.Metrics
+	cancel  context.CancelFunc
+	done    chan error
+}
+
+func runWorker(t *testing.T, db string, w olap.Writer, n int) *workerRun {
+	t.Helper()
+	ns := testenv.NATS(t)
+	cfg := testConfig(t, ns, db)
+	_, js := testenv.Connect(t, ns)
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	if err := events.EnsureStreams(ctx, js, cfg.NATS); err != nil {
+		t.Fatal(err)
+	}
+	cons, err := js.CreateOrUpdateConsumer(ctx, events.StreamEvents, events.ConsumerConfig("c", cfg.Ingest.AckWait, 1000))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &workerRun{want: publish(t, js, uint64(n), "w-", n), cons: cons, metrics: ingest.NewMetrics(newRegistry()),
+		cancel: cancel, done: make(chan error, 1)}
+	wk := ingest.NewWorker(cons, js, w, r.metrics, testenv.Logger(t), ingest.Options{
+		BatchSize: 100, FlushInterval: 20 * time.Millisecond, AckWait: cfg.Ingest.AckWait,
+		RetryMin: 5 * time.Millisecond, RetryMax: 20 * time.Millisecond,
+	})
+	go func() { r.done <- wk.Run(ctx) }()
+	return r
+}
+
+// stop waits until everything is acked, then stops the worker cleanly.
+func (r *workerRun) stop(t *testing.T) {
+	t.Helper()
+	testenv.Eventually(t, 10*time.Second, "all acked", func() bool {
+		info, err := r.cons.Info(context.Background())
+		return err == nil && info.NumAckPending == 0 && info.NumPending == 0
+	})
+	r.cancel()
+	if err := <-r.done; err != nil {
+		t.Fatal(err)
+	}
 }
 
 // lossyWriter stores every batch but reports every loseEvery-th one as
@@ -358,51 +374,25 @@ func TestMetricsFollowConventions(t *testing.T) {
 // While ClickHouse refuses inserts nothing is acked; once it is back, every
 // event is stored exactly once.
 func TestClickHouseOutageAcksNothing(t *testing.T) {
-	ns := testenv.NATS(t)
 	ch := testenv.ClickHouse(t)
-	cfg := testConfig(t, ns, ch.Database())
-	_, js := testenv.Connect(t, ns)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	if err := events.EnsureStreams(ctx, js, cfg.NATS); err != nil {
-		t.Fatal(err)
-	}
-	cons, err := js.CreateOrUpdateConsumer(ctx, events.StreamEvents, events.ConsumerConfig("c", cfg.Ingest.AckWait, 1000))
-	if err != nil {
-		t.Fatal(err)
-	}
-	want := publish(t, js, 8, "down-", 700)
 	down := &outageWriter{Writer: ch}
 	down.down.Store(true)
-	m := ingest.NewMetrics(newRegistry())
-	w := ingest.NewWorker(cons, js, down, m, testenv.Logger(t), ingest.Options{
-		BatchSize: 100, FlushInterval: 20 * time.Millisecond, AckWait: cfg.Ingest.AckWait,
-		RetryMin: 5 * time.Millisecond, RetryMax: 20 * time.Millisecond,
-	})
-	done := make(chan error, 1)
-	go func() { done <- w.Run(ctx) }()
-	testenv.Eventually(t, 10*time.Second, "insert errors", func() bool { return testutil.ToFloat64(m.InsertErrors) >= 5 })
-	info, err := cons.Info(ctx)
+	r := runWorker(t, ch.Database(), down, 700)
+	testenv.Eventually(t, 10*time.Second, "insert errors", func() bool { return testutil.ToFloat64(r.metrics.InsertErrors) >= 5 })
+	info, err := r.cons.Info(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := uint64(want.Published) - info.NumPending - uint64(info.NumAckPending); got != 0 || info.AckFloor.Stream != 0 {
+	if got := uint64(r.want.Published) - info.NumPending - uint64(info.NumAckPending); got != 0 || info.AckFloor.Stream != 0 {
 		t.Fatalf("acked during the outage: ack floor %d, %d neither pending nor unacked", info.AckFloor.Stream, got)
 	}
 	if _, n := storedTotals(t, ch); n != 0 {
 		t.Fatalf("%d stored during the outage", n)
 	}
 	down.down.Store(false)
-	waitStored(t, ch, uint64(want.Published), 30*time.Second)
-	testenv.Eventually(t, 10*time.Second, "all acked", func() bool {
-		info, err := cons.Info(ctx)
-		return err == nil && info.NumAckPending == 0 && info.NumPending == 0
-	})
-	cancel()
-	if err := <-done; err != nil {
-		t.Fatal(err)
-	}
-	assertExactlyOnce(t, ch, want)
+	waitStored(t, ch, uint64(r.want.Published), 30*time.Second)
+	r.stop(t)
+	assertExactlyOnce(t, ch, r.want)
 }
 
 // outageWriter fails every insert, storing nothing, while down is set.
