@@ -85,10 +85,7 @@ func summaryCmd(a *app) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if f == "json" {
-				return audit.JSON(cmd.OutOrStdout(), s)
-			}
-			return s.Text(cmd.OutOrStdout())
+			return render(cmd, f, s)
 		},
 	}
 	addFormat(c, "text", "text", "json")
@@ -123,13 +120,10 @@ func costsCmd(a *app) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			switch f {
-			case "json":
-				return audit.JSON(cmd.OutOrStdout(), costs)
-			case "csv":
+			if f == "csv" {
 				return costs.CSV(cmd.OutOrStdout())
 			}
-			return costs.Text(cmd.OutOrStdout())
+			return render(cmd, f, costs)
 		},
 	}
 	addFormat(c, "text", "text", "json", "csv")
@@ -287,10 +281,7 @@ func gateCmd(a *app) *cobra.Command {
 				}
 			}
 			gs := audit.BuildGateStatus(st, verdict, hist, a.policy.Location)
-			if f == "json" {
-				return audit.JSON(cmd.OutOrStdout(), gs)
-			}
-			return gs.Text(cmd.OutOrStdout())
+			return render(cmd, f, gs)
 		},
 	}
 	addFormat(status, "text", "text", "json")
@@ -317,10 +308,7 @@ func gateCmd(a *app) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if f == "json" {
-				return audit.JSON(cmd.OutOrStdout(), h)
-			}
-			return audit.HistoryText(cmd.OutOrStdout(), h, a.policy.Location)
+			return render(cmd, f, audit.NewHistory(h, a.policy.Location))
 		},
 	}
 	addFormat(hist, "text", "text", "json")
@@ -465,6 +453,17 @@ func overrideCmd(a *app, name, mode, short string) *cobra.Command {
 	c.Flags().String("reason", "", "why, kept in history (required for enable and disable)")
 	addFormat(c, "text", "text", "json")
 	return c
+}
+
+// texter is a report with a text layout; as JSON it is itself.
+type texter interface{ Text(io.Writer) error }
+
+// render writes v as --format asks: json, or its text layout.
+func render(cmd *cobra.Command, f string, v texter) error {
+	if f == "json" {
+		return audit.JSON(cmd.OutOrStdout(), v)
+	}
+	return v.Text(cmd.OutOrStdout())
 }
 
 // history reads the gate's history; none yet when ingest never ran.

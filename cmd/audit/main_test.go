@@ -195,6 +195,7 @@ func TestGoldenOutputs(t *testing.T) {
 		{"gate_status", []string{"gate", "status"}, 0},
 		{"gate_status_json", []string{"gate", "status", "--format", "json", "--limit", "1"}, 0},
 		{"gate_history", []string{"gate", "history"}, 0},
+		{"gate_history_json", []string{"gate", "history", "--format", "json", "--limit", "2"}, 0},
 		{"gate_check_allowed", []string{"gate", "check", "--service", "openai", "--operation", "chat_completion"}, 0},
 		{"gate_enable", []string{"gate", "enable", "--reason", "incident 42"}, 0},
 		{"gate_check_blocked", []string{"gate", "check", "--service", "openai", "--operation", "chat_completion"}, cli.ExitBlocked},

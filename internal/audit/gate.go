@@ -1,6 +1,7 @@
 package audit
 
 import (
+	"encoding/json"
 	"fmt"
 	"io"
 	"strings"
@@ -67,14 +68,32 @@ func (g GateStatus) Text(w io.Writer) error {
 	return err
 }
 
-// HistoryText is `audit gate history`: one line per event, newest first.
-func HistoryText(w io.Writer, h []gate.State, loc *time.Location) error {
+// History is `audit gate history`: gate-state events, newest first; as
+// JSON, the array of events.
+type History struct {
+	events []gate.State
+	loc    *time.Location
+}
+
+// NewHistory wraps events read from COST_GATE.
+func NewHistory(events []gate.State, loc *time.Location) History {
+	if events == nil {
+		events = []gate.State{}
+	}
+	return History{events: events, loc: loc}
+}
+
+// MarshalJSON writes the events.
+func (h History) MarshalJSON() ([]byte, error) { return json.Marshal(h.events) }
+
+// Text writes one line per event.
+func (h History) Text(w io.Writer) error {
 	var b strings.Builder
 	b.WriteString("=== Scaling Gate History ===\n\n")
-	if len(h) == 0 {
+	if len(h.events) == 0 {
 		b.WriteString("(no gate events yet)\n")
 	}
-	writeHistory(&b, h, loc)
+	writeHistory(&b, h.events, h.loc)
 	_, err := io.WriteString(w, b.String())
 	return err
 }
