@@ -84,18 +84,6 @@ func Dates(from, to string, loc *time.Location) (Range, error) {
 	return Range{Start: f, End: midnight(y, m, d+1, loc)}, nil
 }
 
-// Next returns the period of the same kind that follows r.
-func (r Range) Next() Range {
-	n, err := Containing(r.Kind, r.End, r.Start.Location())
-	if err != nil {
-		return Range{Start: r.End, End: r.End.Add(r.End.Sub(r.Start))}
-	}
-	return n
-}
-
-// Contains reports whether t is in [Start, End).
-func (r Range) Contains(t time.Time) bool { return !t.Before(r.Start) && t.Before(r.End) }
-
 // StartDate and EndDate are the first and last dates of the range, in its zone.
 func (r Range) StartDate() string { return r.Start.Format(DateLayout) }
 
