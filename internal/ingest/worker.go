@@ -234,7 +234,20 @@ func (w *Worker) flush(ctx context.Context, b []item) {
 	backoff := w.opts.RetryMin
 	lastProgress := time.Now()
 	for attempt := 1; ; attempt++ {
-		stored, d, err := w.store1(ctx, dead, rows, suspect || attempt > 1)
+		// Retrying: tell JetStream the messages are still being worked on,
+		// so it does not redeliver them meanwhile.
+		if time.Since(lastProgress) > w.opts.AckWait/4 {
+			for i := range b {
+				_ = w.nc.Publish(b[i].reply, inProgressBody)
+			}
+			lastProgress = time.Now()
+		}
+		// One attempt is bounded well inside the ack deadline, so a stalled
+		// ClickHouse cannot keep an insert open while JetStream redelivers
+		// its messages to another worker.
+		actx, cancel := context.WithTimeout(ctx, w.opts.AckWait/2)
+		stored, d, err := w.store1(actx, dead, rows, suspect || attempt > 1)
+		cancel()
 		if err == nil {
 			dead, rows = nil, stored
 			dups += d
@@ -247,12 +260,6 @@ func (w *Worker) flush(ctx context.Context, b []item) {
 			return
 		}
 		w.log.Warn("storing batch failed; retrying", "attempt", attempt, "events", len(b), "backoff", backoff, "err", err)
-		if time.Since(lastProgress) > w.opts.AckWait/3 {
-			for i := range b {
-				_ = w.nc.Publish(b[i].reply, inProgressBody)
-			}
-			lastProgress = time.Now()
-		}
 		select {
 		case <-time.After(backoff + rand.N(backoff/4+1)):
 		case <-ctx.Done():
@@ -296,10 +303,7 @@ func (w *Worker) flush(ctx context.Context, b []item) {
 // insert. It returns the rows it inserted and how many it found stored.
 func (w *Worker) store1(ctx context.Context, dead []*nats.Msg, rows []olap.Row, check bool) ([]olap.Row, int, error) {
 	if len(dead) > 0 {
-		dctx, cancel := context.WithTimeout(ctx, w.opts.AckWait/2)
-		err := events.PublishDeadLetters(dctx, w.js, dead)
-		cancel()
-		if err != nil {
+		if err := events.PublishDeadLetters(ctx, w.js, dead); err != nil {
 			return nil, 0, fmt.Errorf("dead letters: %w", err)
 		}
 	}
