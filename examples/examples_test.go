@@ -19,7 +19,6 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
-	"github.com/spendgate/spendgate/internal/config"
 	"github.com/spendgate/spendgate/internal/events"
 	"github.com/spendgate/spendgate/internal/testenv"
 )
@@ -69,17 +68,7 @@ func mustRun(t testing.TB, dir string, env []string, name string, args ...string
 // have created them.
 func jetStream(t *testing.T) (string, jetstream.JetStream) {
 	t.Helper()
-	ns := testenv.NATS(t)
-	_, js := testenv.Connect(t, ns)
-	cfg, err := config.Load(config.New(), "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := events.EnsureStreams(ctx, js, cfg.NATS); err != nil {
-		t.Fatal(err)
-	}
+	ns, js := testenv.JetStream(t)
 	return ns.ClientURL(), js
 }
 

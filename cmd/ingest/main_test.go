@@ -19,7 +19,6 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go/jetstream"
-	"github.com/spendgate/spendgate/internal/config"
 	"github.com/spendgate/spendgate/internal/events"
 	"github.com/spendgate/spendgate/internal/ingest"
 	"github.com/spendgate/spendgate/internal/loadgen"
@@ -157,16 +156,8 @@ func waitDrained(t testing.TB, js jetstream.JetStream, consumer string) {
 // before the acks; a restarted one finds that batch stored and stores
 // everything else: exact totals, nothing lost, nothing twice.
 func TestKillBetweenInsertAndAck(t *testing.T) {
-	ns := testenv.NATS(t)
+	ns, js := testenv.JetStream(t)
 	ch := testenv.ClickHouse(t)
-	_, js := testenv.Connect(t, ns)
-	cfg, err := config.Load(config.New(), "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := events.EnsureStreams(context.Background(), js, cfg.NATS); err != nil {
-		t.Fatal(err)
-	}
 	want, err := loadgen.Publish(context.Background(), js, loadgen.NewGenerator(42, "kill-"), loadgen.Options{Count: 5000})
 	if err != nil {
 		t.Fatal(err)

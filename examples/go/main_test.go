@@ -9,7 +9,6 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/shopspring/decimal"
-	"github.com/spendgate/spendgate/internal/config"
 	"github.com/spendgate/spendgate/internal/events"
 	"github.com/spendgate/spendgate/internal/testenv"
 )
@@ -20,17 +19,9 @@ import (
 // add up to the total it prints. Running it again with the same ids stores
 // nothing new.
 func TestPublisher(t *testing.T) {
-	ns := testenv.NATS(t)
-	_, js := testenv.Connect(t, ns)
-	cfg, err := config.Load(config.New(), "")
-	if err != nil {
-		t.Fatal(err)
-	}
+	ns, js := testenv.JetStream(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if err := events.EnsureStreams(ctx, js, cfg.NATS); err != nil {
-		t.Fatal(err)
-	}
 
 	const n = 50
 	args := []string{"-url", ns.ClientURL(), "-count", "50", "-id-prefix", "example-"}

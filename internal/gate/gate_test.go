@@ -49,9 +49,8 @@ type env struct {
 
 func newEnv(t *testing.T, tz string, mutate func(*config.Config)) *env {
 	t.Helper()
-	ns := testenv.NATS(t)
+	_, js := testenv.JetStream(t)
 	ch := testenv.ClickHouse(t)
-	_, js := testenv.Connect(t, ns)
 	cfg, err := config.Load(config.New(), "")
 	if err != nil {
 		t.Fatal(err)
@@ -66,9 +65,6 @@ func newEnv(t *testing.T, tz string, mutate func(*config.Config)) *env {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	if err := events.EnsureStreams(ctx, js, cfg.NATS); err != nil {
-		t.Fatal(err)
-	}
 	store, err := gate.OpenStore(ctx, js, 1)
 	if err != nil {
 		t.Fatal(err)

@@ -211,14 +211,10 @@ type workerRun struct {
 
 func runWorker(t *testing.T, db string, w olap.Writer, n int) *workerRun {
 	t.Helper()
-	ns := testenv.NATS(t)
+	ns, js := testenv.JetStream(t)
 	cfg := testConfig(t, ns, db)
-	_, js := testenv.Connect(t, ns)
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	if err := events.EnsureStreams(ctx, js, cfg.NATS); err != nil {
-		t.Fatal(err)
-	}
 	cons, err := js.CreateOrUpdateConsumer(ctx, events.StreamEvents, events.ConsumerConfig("c", cfg.Ingest.AckWait, 1000))
 	if err != nil {
 		t.Fatal(err)

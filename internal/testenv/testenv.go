@@ -18,6 +18,8 @@ import (
 	natstest "github.com/nats-io/nats-server/v2/test"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/spendgate/spendgate/internal/config"
+	"github.com/spendgate/spendgate/internal/events"
 	"github.com/spendgate/spendgate/internal/olap"
 )
 
@@ -138,4 +140,22 @@ func Eventually(t testing.TB, timeout time.Duration, what string, cond func() bo
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// JetStream starts a NATS server (see NATS) with the contract's streams
+// created as ingest creates them, and returns it with a JetStream client.
+func JetStream(t testing.TB) (*server.Server, jetstream.JetStream) {
+	t.Helper()
+	ns := NATS(t)
+	_, js := Connect(t, ns)
+	cfg, err := config.Load(config.New(), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := events.EnsureStreams(ctx, js, cfg.NATS); err != nil {
+		t.Fatalf("streams: %v", err)
+	}
+	return ns, js
 }
