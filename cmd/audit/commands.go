@@ -31,10 +31,7 @@ Exit codes: 0 success, 1 a failed operation, 2 bad usage, 3 gate check: blocked.
 		Args:              cobra.NoArgs,
 	}
 	pf := root.PersistentFlags()
-	pf.String("config", "", "configuration file (default ./spendgate.yaml if present)")
-	pf.String("clickhouse-addr", "", "ClickHouse native address (clickhouse.addr, default 127.0.0.1:9000)")
-	pf.String("clickhouse-database", "", "ClickHouse database (clickhouse.database, default spendgate)")
-	pf.String("nats-url", "", "NATS URL (nats.url; empty: the embedded server of a running ingest on nats.listen)")
+	cli.AddConnectionFlags(pf, "the embedded server of a running ingest on nats.listen")
 	pf.String("budgets-timezone", "", "time zone of days, weeks and months (budgets.timezone, default UTC)")
 	root.AddCommand(summaryCmd(a), costsCmd(a), gateCmd(a), exportCmd(a), exportPrometheusCmd(a))
 	return root

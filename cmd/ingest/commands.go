@@ -16,11 +16,8 @@ import (
 // addCommonFlags adds --config and the flags bound to configuration keys.
 func addCommonFlags(c *cobra.Command) {
 	f := c.Flags()
-	f.String("config", "", "configuration file (default ./spendgate.yaml if present)")
-	f.String("nats-url", "", "NATS server URL; empty starts an embedded JetStream server (nats.url)")
+	cli.AddConnectionFlags(f, "start an embedded JetStream server on nats.listen")
 	f.String("nats-listen", "", "embedded NATS client address (nats.listen, default 127.0.0.1:4222)")
-	f.String("clickhouse-addr", "", "ClickHouse native address (clickhouse.addr, default 127.0.0.1:9000)")
-	f.String("clickhouse-database", "", "ClickHouse database (clickhouse.database, default spendgate)")
 	f.String("log-level", "", "debug, info, warn or error (log.level)")
 	f.String("log-format", "", "text or json (log.format)")
 }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/spendgate/spendgate/internal/config"
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 )
 
 // Exit codes of every spendgate command.
@@ -119,4 +120,14 @@ func LoadConfig(cmd *cobra.Command) (config.Config, error) {
 	}
 	file, _ := cmd.Flags().GetString("config")
 	return config.Load(v, file)
+}
+
+// AddConnectionFlags adds the flags every command shares: --config and the
+// servers' addresses, each bound to its configuration key by LoadConfig.
+// natsURL describes what an empty --nats-url means for this command.
+func AddConnectionFlags(fs *pflag.FlagSet, natsURL string) {
+	fs.String("config", "", "configuration file (default ./spendgate.yaml if present)")
+	fs.String("nats-url", "", "NATS server URL (nats.url); empty: "+natsURL)
+	fs.String("clickhouse-addr", "", "ClickHouse native address (clickhouse.addr, default 127.0.0.1:9000)")
+	fs.String("clickhouse-database", "", "ClickHouse database (clickhouse.database, default spendgate)")
 }
