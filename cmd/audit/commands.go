@@ -298,9 +298,6 @@ func gateCmd(a *app) *cobra.Command {
 				return cli.Usagef("--limit must be > 0")
 			}
 			defer a.close()
-			if _, err := a.gateStore(cmd.Context(), false); err != nil {
-				return err
-			}
 			h, err := history(cmd.Context(), a, limit)
 			if err != nil {
 				return err
@@ -465,7 +462,11 @@ func render(cmd *cobra.Command, f string, v texter) error {
 
 // history reads the gate's history; none yet when ingest never ran.
 func history(ctx context.Context, a *app, limit int) ([]gate.State, error) {
-	h, err := a.store.History(ctx, limit)
+	s, err := a.gateStore(ctx, false)
+	if err != nil {
+		return nil, err
+	}
+	h, err := s.History(ctx, limit)
 	if errors.Is(err, jetstream.ErrStreamNotFound) {
 		return []gate.State{}, nil
 	}

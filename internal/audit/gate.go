@@ -60,9 +60,6 @@ func (g GateStatus) Text(w io.Writer) error {
 		fmt.Fprintf(&b, "Since: %s\n", g.Since.In(g.loc).Format(time.DateTime))
 	}
 	b.WriteString("\n=== Recent History ===\n\n")
-	if len(g.History) == 0 {
-		b.WriteString("(no gate events yet)\n")
-	}
 	writeHistory(&b, g.History, g.loc)
 	_, err := io.WriteString(w, b.String())
 	return err
@@ -90,9 +87,6 @@ func (h History) MarshalJSON() ([]byte, error) { return json.Marshal(h.events) }
 func (h History) Text(w io.Writer) error {
 	var b strings.Builder
 	b.WriteString("=== Scaling Gate History ===\n\n")
-	if len(h.events) == 0 {
-		b.WriteString("(no gate events yet)\n")
-	}
 	writeHistory(&b, h.events, h.loc)
 	_, err := io.WriteString(w, b.String())
 	return err
@@ -101,6 +95,9 @@ func (h History) Text(w io.Writer) error {
 // writeHistory: "2025-05-20 10:30:00: Deactivated - Below threshold", with
 // "(manual enable by ops@host)" for a person's change.
 func writeHistory(b *strings.Builder, h []gate.State, loc *time.Location) {
+	if len(h) == 0 {
+		b.WriteString("(no gate events yet)\n")
+	}
 	for _, e := range h {
 		verb := "Deactivated"
 		if e.State == gate.StateActive {
