@@ -251,6 +251,9 @@ func (b Budget) dayStart(now time.Time, loc *time.Location) time.Time {
 	return time.Date(y, m, d, 0, 0, 0, 0, loc)
 }
 
+// triggerGap is the least time between two evaluations started by Trigger.
+const triggerGap = 150 * time.Millisecond
+
 // Run evaluates on every Trigger, every interval and at each period
 // boundary, until ctx ends. Errors are logged and retried next time.
 func (e *Evaluator) Run(ctx context.Context) error {
@@ -273,7 +276,9 @@ func (e *Evaluator) Run(ctx context.Context) error {
 	defer tick.Stop()
 	boundary := time.NewTimer(time.Until(e.policy.NextBoundary(e.now())))
 	defer boundary.Stop()
+	var last time.Time
 	for {
+		last = time.Now()
 		if _, err := e.Evaluate(ctx); err != nil && ctx.Err() == nil {
 			e.log.Warn("gate evaluation failed", "err", err)
 		}
@@ -281,6 +286,14 @@ func (e *Evaluator) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case <-e.trigger:
+			// Under load every flush triggers: coalesce them so the gate
+			// reads the rollups at most every triggerGap, well inside its
+			// one-second reaction budget, instead of competing with inserts.
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-time.After(triggerGap - time.Since(last)):
+			}
 		case <-tick.C:
 		case <-boundary.C:
 			boundary.Reset(time.Until(e.policy.NextBoundary(e.now().Add(time.Millisecond))))
