@@ -203,6 +203,7 @@ func TestAmbiguousInsertFailureIsNotCountedTwice(t *testing.T) {
 // published events.
 type workerRun struct {
 	want    loadgen.Result
+	js      jetstream.JetStream
 	cons    jetstream.Consumer
 	metrics *ingest.Metrics
 	cancel  context.CancelFunc
@@ -219,7 +220,7 @@ func runWorker(t *testing.T, db string, w olap.Writer, n int) *workerRun {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := &workerRun{want: publish(t, js, uint64(n), "w-", n), cons: cons, metrics: ingest.NewMetrics(newRegistry()),
+	r := &workerRun{want: publish(t, js, uint64(n), "w-", n), js: js, cons: cons, metrics: ingest.NewMetrics(newRegistry()),
 		cancel: cancel, done: make(chan error, 1)}
 	wk := ingest.NewWorker(cons, js, w, r.metrics, testenv.Logger(t), ingest.Options{
 		BatchSize: 100, FlushInterval: 20 * time.Millisecond, AckWait: cfg.Ingest.AckWait,
@@ -402,4 +403,27 @@ func (w *outageWriter) InsertEvents(ctx context.Context, rows []olap.Row) error 
 		return errors.New("clickhouse at 127.0.0.1:9000: dial tcp: connection refused (simulated)")
 	}
 	return w.Writer.InsertEvents(ctx, rows)
+}
+
+// A consumer deleted under a running worker stops it with an error (so the
+// process exits non-zero and is restarted), not silently.
+func TestDeletedConsumerStopsTheWorker(t *testing.T) {
+	ch := testenv.ClickHouse(t)
+	r := runWorker(t, ch.Database(), ch, 300)
+	waitStored(t, ch, uint64(r.want.Published), 30*time.Second)
+	info, err := r.cons.Info(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.js.DeleteConsumer(context.Background(), events.StreamEvents, info.Name); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-r.done:
+		if err == nil {
+			t.Fatal("worker returned nil after its consumer was deleted")
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("worker kept running without its consumer")
+	}
 }

@@ -102,15 +102,16 @@ func NewWorker(cons jetstream.Consumer, js jetstream.JetStream, store olap.Write
 }
 
 // Run reads until ctx ends, then stops fetching, stores and acks what it
-// holds (bounded by ShutdownGrace) and returns nil. Messages it could not
+// holds (bounded by ShutdownGrace) and returns nil; if the consumer or the
+// connection goes away first, it stores what it holds and returns why. Messages it could not
 // store stay unacked and are redelivered to a worker later: nothing is lost.
 func (w *Worker) Run(ctx context.Context) error {
 	it, err := w.cons.Messages(jetstream.PullMaxMessages(2 * w.opts.BatchSize))
 	if err != nil {
 		return fmt.Errorf("consume: %w", err)
 	}
-	// Flushes run in their own goroutine so the next batch is read and
-	// decoded while the previous one is inserted; the channel holds one batch.
+	// Inserters run in their own goroutines, so the next batch is read and
+	// decoded while earlier ones are inserted; the channel holds one more.
 	batches := make(chan []item, 1)
 	flushCtx, cancelFlush := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelFlush()
@@ -139,6 +140,7 @@ func (w *Worker) Run(ctx context.Context) error {
 	// shutdown does not cut short) once a batch has begun.
 	cur := make([]item, 0, w.opts.BatchSize)
 	wait, cancelWindow := ctx, context.CancelFunc(func() {})
+	var stopped error
 read:
 	for {
 		msg, err := it.Next(jetstream.NextContext(wait))
@@ -152,6 +154,9 @@ read:
 				continue
 			}
 		case errors.Is(err, jetstream.ErrMsgIteratorClosed):
+			if ctx.Err() == nil { // not our Drain: the consumer or connection went away
+				stopped = fmt.Errorf("consume: %w", err)
+			}
 			break read
 		case errors.Is(err, context.DeadlineExceeded): // the flush window is over
 		case errors.Is(err, context.Canceled): // shutdown, nothing held: read what Drain hands out
@@ -177,7 +182,7 @@ read:
 	}
 	close(batches)
 	flushers.Wait()
-	return nil
+	return stopped
 }
 
 func (w *Worker) decode(msg jetstream.Msg) item {
